@@ -1,0 +1,27 @@
+//! hal0 keeps declared model-server slots running and routes OpenAI-compatible `/v1` requests
+//! to them by model name.
+//!
+//! # Layout (one line per module: what it owns · what it may use)
+//!
+//! - `model`      SlotName, SlotSpec, DesiredState, Phase, SlotStatus, RoutingTable · serde, schemars
+//! - `config`     hal0.toml: parse, validate (errors with line:col), merged view · model
+//! - `core`       PURE: plan(), lifecycle, ports, memory admission, backoff · model
+//! - `providers`  per provider: argv, env, health path, model refs · model
+//! - `runtime`    process supervisors: spawn, health, kill tree, logs, orphan reaping · model, providers
+//! - `source`     file.rs: watch hal0.toml (notify + poll), debounce, publish DesiredState · model, config
+//! - `controller` the loop: trigger → snapshot → plan → apply → publish · model, core, runtime
+//! - `gateway`    the /v1 front door: routing by model, proxy, wake-on-request, errors · model
+//! - `deviceplugin` kubelet device plugins: proto, sysfs discovery, gRPC server, registration · model
+//! - `app`        composition root for `hal0 serve` · everything
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod controller;
+pub mod core;
+pub mod deviceplugin;
+pub mod gateway;
+pub mod model;
+pub mod providers;
+pub mod runtime;
+pub mod source;

@@ -1,0 +1,90 @@
+//! The `hal0` command line: parse arguments, set up logging, hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hal0",
+    version,
+    about = "Run local AI model servers (slots) behind one OpenAI-compatible front door"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Keep the slots of hal0.toml running and serve /v1 on server.listen.
+    Serve {
+        /// Config file (default: $HAL0_CONFIG, else ./hal0.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check or print hal0.toml.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run a kubelet device plugin for the AMD iGPU or the XDNA NPU.
+    DevicePlugin(hal0::deviceplugin::DevicePluginArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file: one line per slot when valid, every error as PATH:LINE:COL otherwise.
+    Validate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the merged view (built-in defaults + file), secrets redacted.
+    Show {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve { config } => {
+            run_async(hal0::app::serve(hal0::config::resolve_path(config)))
+        }
+        Command::Config(ConfigCommand::Validate { config }) => {
+            return hal0::config::cli::validate(&hal0::config::resolve_path(config));
+        }
+        Command::Config(ConfigCommand::Show { config, json }) => {
+            return hal0::config::cli::show(&hal0::config::resolve_path(config), json);
+        }
+        Command::DevicePlugin(args) => run_async(hal0::deviceplugin::run(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hal0: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HAL0_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

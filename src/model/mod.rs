@@ -1,0 +1,24 @@
+//! Domain types shared by every part of hal0: what a slot is, what the server settings are, what
+//! state a slot is in, and how requests are routed. Pure data: no I/O, no async, no logging.
+
+mod bytesize;
+mod desired;
+mod device;
+mod duration;
+mod provider;
+mod routing;
+mod server;
+mod slot_name;
+mod spec;
+mod status;
+
+pub use bytesize::{ByteSize, ByteSizeError};
+pub use desired::{DesiredState, ProviderOverride};
+pub use device::Device;
+pub use duration::{DurationError, HumanDuration};
+pub use provider::{ProviderKind, Role, UpstreamAuth};
+pub use routing::{Route, RoutingTable, Target};
+pub use server::ServerSettings;
+pub use slot_name::{BUILTIN_SLOTS, NameError, SlotName};
+pub use spec::SlotSpec;
+pub use status::{Phase, SlotStatus};

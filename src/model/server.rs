@@ -1,0 +1,64 @@
+//! `[server]`: where hal0 listens and the limits its slots share.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ByteSize, HumanDuration};
+
+/// Server-wide settings. Every field has a default, so `[server]` may be omitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address of the `/v1` gateway, `/api`, the dashboard and `/metrics`.
+    pub listen: String,
+    /// Inclusive range slot ports are taken from; it caps how many slots can exist.
+    pub port_range: [u16; 2],
+    /// Where `hf:` model refs live.
+    pub models_dir: String,
+    /// Memory all loaded slots may use together; unset means no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_budget: Option<ByteSize>,
+    /// Names of environment variables that each hold one accepted `/v1` API key.
+    pub api_keys: Vec<String>,
+    /// A file with one accepted `/v1` API key per line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_keys_file: Option<String>,
+    /// Name of the environment variable holding the admin token for `/api` writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_env: Option<String>,
+    /// How long a load may take before it fails (and waiting requests get a 504).
+    pub load_timeout: HumanDuration,
+    /// How long a provider gets to exit after SIGTERM before its process group is killed.
+    pub stop_grace: HumanDuration,
+    /// Unload a slot as soon as it becomes idle, instead of only when its memory is needed.
+    pub unload_idle: bool,
+    /// Where hal0 keeps runtime state (pid files used to clean up after a crash).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:8080".to_string(),
+            port_range: [8081, 8099],
+            models_dir: "~/.local/share/hal0/models".to_string(),
+            memory_budget: None,
+            api_keys: Vec::new(),
+            api_keys_file: None,
+            admin_token_env: None,
+            load_timeout: HumanDuration::from_secs(300),
+            stop_grace: HumanDuration::from_secs(10),
+            unload_idle: false,
+            state_dir: None,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// Number of ports in `port_range` (0 when the range is reversed).
+    pub fn port_capacity(&self) -> usize {
+        let [lo, hi] = self.port_range;
+        if hi < lo { 0 } else { (hi - lo) as usize + 1 }
+    }
+}

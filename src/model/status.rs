@@ -1,0 +1,95 @@
+//! What state a slot is in, as published to the gateway, the API and the CLI.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ProviderKind, Role, SlotName};
+
+/// The slot lifecycle (PRODUCT.md §3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Declared, not loaded.
+    #[default]
+    Stopped,
+    /// Process started, waiting for its health check.
+    Loading,
+    /// Serving.
+    Ready,
+    /// Serving, but unused for `idle_timeout`: an unload candidate.
+    Idle,
+    /// Being stopped.
+    Unloading,
+    /// Exited or failed to load; will be retried after a backoff.
+    Failed,
+    /// Failed too often in a short window; parked until a load request or a config change.
+    CrashLoop,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Stopped => "stopped",
+            Phase::Loading => "loading",
+            Phase::Ready => "ready",
+            Phase::Idle => "idle",
+            Phase::Unloading => "unloading",
+            Phase::Failed => "failed",
+            Phase::CrashLoop => "crash-loop",
+        }
+    }
+
+    /// Whether requests can be proxied right now.
+    pub fn is_serving(self) -> bool {
+        matches!(self, Phase::Ready | Phase::Idle)
+    }
+
+    /// Whether a process exists (and holds memory and a port).
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            Phase::Loading | Phase::Ready | Phase::Idle | Phase::Unloading
+        )
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A slot's observed status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SlotStatus {
+    pub name: SlotName,
+    pub phase: Phase,
+    pub provider: ProviderKind,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Estimated memory footprint in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_estimate: Option<u64>,
+    /// Requests being served right now.
+    pub in_flight: u32,
+    /// Milliseconds since the Unix epoch of the last request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_request_unix_ms: Option<u64>,
+    /// Restarts after a crash since hal0 started.
+    pub restarts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When a failed slot is retried, in milliseconds from now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+    /// Observed load durations' latest value in milliseconds (for Retry-After estimates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_load_ms: Option<u64>,
+}
