@@ -1,1 +1,30 @@
-//! TODO
+//! The pure core: decides what should happen to every slot. It performs no I/O, spawns
+//! nothing, never sleeps, logs or reads a clock: time is an argument. Same input, same plan.
+//!
+//! - `observed`   ObservedSlot: what the controller knows about a running (or not) slot
+//! - `backoff`    RestartPolicy: exponential restart backoff and the crash-loop breaker
+//! - `ports`      stable port assignment from `server.port_range`
+//! - `admission`  memory admission: what to evict (priority, LRU) or why a load cannot fit
+//! - `lifecycle`  pure transitions of an ObservedSlot on runtime events and requests
+//! - `plan`       plan(desired, observed, now) -> Plan { actions, wake_at }
+
+mod admission;
+mod backoff;
+mod lifecycle;
+mod observed;
+mod plan;
+mod ports;
+
+#[cfg(test)]
+mod plan_tests;
+
+pub use admission::{Admission, Holder, admit};
+pub use backoff::RestartPolicy;
+pub use lifecycle::{Event, on_action, on_event, on_spec_change};
+pub use observed::ObservedSlot;
+pub use plan::{Action, Plan, StopReason, plan};
+pub use ports::{PortError, assign_ports};
+
+/// Monotonic time since the controller started. The caller reads the clock; the core only
+/// compares these values.
+pub type Time = std::time::Duration;

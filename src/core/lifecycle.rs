@@ -1,0 +1,302 @@
+//! Pure transitions of one slot's observed state: on runtime events, on requests, and on the
+//! controller carrying out an action. The controller applies these and nothing else.
+
+use crate::model::{Phase, SlotSpec};
+
+use super::{Action, ObservedSlot, RestartPolicy, StopReason, Time};
+
+/// Something that happened to a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The runtime started the process of generation `generation`.
+    Spawned { generation: u64, pid: u32 },
+    /// The process passed its health check.
+    Ready { generation: u64 },
+    /// The process exited on its own, failed its health checks, could not be started, or did
+    /// not become ready within `load_timeout`.
+    Failed { generation: u64, message: String },
+    /// A stop the controller asked for completed.
+    Stopped { generation: u64 },
+    /// A request arrived for the slot (the gateway wants it loaded).
+    Wake,
+    /// An explicit load (API, CLI): also lifts a crash-loop.
+    Load,
+    /// An explicit unload (API, CLI).
+    Unload,
+}
+
+/// Applies an event. Events about an older process generation are ignored.
+pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &RestartPolicy) {
+    match event {
+        Event::Spawned { generation, pid } if generation == obs.generation => {
+            obs.pid = Some(pid);
+        }
+        Event::Ready { generation }
+            if generation == obs.generation && obs.phase == Phase::Loading =>
+        {
+            obs.phase = Phase::Ready;
+            obs.last_activity = Some(now);
+            obs.last_load = obs.load_started.map(|t| now.saturating_sub(t));
+            obs.last_error = None;
+        }
+        Event::Failed {
+            generation,
+            message,
+        } if generation == obs.generation => match obs.phase {
+            Phase::Loading | Phase::Ready | Phase::Idle => {
+                obs.pid = None;
+                obs.load_failures += 1;
+                obs.last_error = Some(message);
+                obs.failures.push(now);
+                policy.prune(&mut obs.failures, now);
+                obs.idle_since = None;
+                if policy.is_crash_loop(obs.failures.len()) {
+                    obs.phase = Phase::CrashLoop;
+                    obs.retry_at = None;
+                } else {
+                    obs.phase = Phase::Failed;
+                    obs.retry_at = Some(now + policy.delay(obs.failures.len()));
+                }
+            }
+            Phase::Unloading => {
+                obs.phase = Phase::Stopped;
+                obs.pid = None;
+            }
+            _ => {}
+        },
+        Event::Stopped { generation } if generation == obs.generation => {
+            if obs.phase.is_running() {
+                obs.phase = Phase::Stopped;
+            }
+            obs.pid = None;
+            obs.idle_since = None;
+        }
+        Event::Wake => obs.want_loaded = true,
+        Event::Load => {
+            obs.want_loaded = true;
+            match obs.phase {
+                Phase::CrashLoop => {
+                    obs.failures.clear();
+                    obs.retry_at = None;
+                    obs.phase = Phase::Stopped;
+                }
+                Phase::Failed => obs.retry_at = Some(now),
+                _ => {}
+            }
+        }
+        Event::Unload => obs.want_loaded = false,
+        _ => {}
+    }
+}
+
+/// Records that the controller carried out `action` for this slot.
+pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
+    match action {
+        Action::Start { launch, .. } | Action::Restart { launch, .. } => {
+            if obs.phase == Phase::Failed && obs.launch.as_ref() == Some(launch) {
+                obs.restarts += 1;
+            }
+            if obs.launch.as_ref() != Some(launch) {
+                // A config change gives the slot a fresh start: its old failures were about
+                // another launch.
+                obs.failures.clear();
+            }
+            obs.generation += 1;
+            obs.phase = Phase::Loading;
+            obs.launch = Some(launch.clone());
+            obs.load_started = Some(now);
+            obs.pid = None;
+            obs.retry_at = None;
+            obs.idle_since = None;
+        }
+        Action::Stop { reason, .. } => {
+            obs.phase = Phase::Unloading;
+            if !matches!(reason, StopReason::Removed) {
+                obs.want_loaded = false;
+            }
+        }
+        Action::MarkIdle { .. } => {
+            obs.phase = Phase::Idle;
+            obs.idle_since = Some(now);
+        }
+        Action::MarkReady { .. } => {
+            obs.phase = Phase::Ready;
+            obs.idle_since = None;
+        }
+        Action::Refuse { message, .. } => {
+            obs.want_loaded = false;
+            obs.load_failures += 1;
+            obs.last_error = Some(message.clone());
+        }
+        Action::Forget { .. } => {}
+    }
+}
+
+/// Applies a change of the slot's declaration that needs no restart. A slot that appears with
+/// `autoload`, or whose `autoload` is switched on, is wanted loaded.
+pub fn on_spec_change(obs: &mut ObservedSlot, old: Option<&SlotSpec>, new: &SlotSpec) {
+    let autoload_now = new.autoload && !old.is_some_and(|o| o.autoload);
+    if autoload_now {
+        obs.want_loaded = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn s(n: u64) -> Time {
+        Duration::from_secs(n)
+    }
+
+    fn loading(generation: u64) -> ObservedSlot {
+        ObservedSlot {
+            phase: Phase::Loading,
+            generation,
+            want_loaded: true,
+            load_started: Some(s(0)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ready_records_load_time_and_activity() {
+        let mut o = loading(1);
+        on_event(
+            &mut o,
+            Event::Ready { generation: 1 },
+            s(7),
+            &RestartPolicy::default(),
+        );
+        assert_eq!(o.phase, Phase::Ready);
+        assert_eq!(o.last_load, Some(s(7)));
+        assert_eq!(o.last_activity, Some(s(7)));
+    }
+
+    #[test]
+    fn events_about_an_old_generation_are_ignored() {
+        let mut o = loading(2);
+        on_event(
+            &mut o,
+            Event::Ready { generation: 1 },
+            s(1),
+            &RestartPolicy::default(),
+        );
+        on_event(
+            &mut o,
+            Event::Failed {
+                generation: 1,
+                message: "x".into(),
+            },
+            s(1),
+            &RestartPolicy::default(),
+        );
+        assert_eq!(o.phase, Phase::Loading);
+    }
+
+    #[test]
+    fn a_crash_schedules_a_retry_with_backoff() {
+        let p = RestartPolicy::default();
+        let mut o = loading(1);
+        o.phase = Phase::Ready;
+        on_event(
+            &mut o,
+            Event::Failed {
+                generation: 1,
+                message: "exit 137".into(),
+            },
+            s(10),
+            &p,
+        );
+        assert_eq!(o.phase, Phase::Failed);
+        assert_eq!(o.retry_at, Some(s(11)));
+        assert_eq!(o.last_error.as_deref(), Some("exit 137"));
+        assert_eq!(o.load_failures, 1);
+    }
+
+    #[test]
+    fn repeated_failures_in_the_window_park_the_slot_in_crash_loop() {
+        let p = RestartPolicy::default();
+        let mut o = loading(0);
+        for i in 0..p.max_failures as u64 {
+            o.phase = Phase::Loading;
+            on_event(
+                &mut o,
+                Event::Failed {
+                    generation: 0,
+                    message: "boom".into(),
+                },
+                s(i),
+                &p,
+            );
+        }
+        assert_eq!(o.phase, Phase::CrashLoop);
+        assert_eq!(o.retry_at, None);
+    }
+
+    #[test]
+    fn failures_outside_the_window_do_not_count() {
+        let p = RestartPolicy::default();
+        let mut o = loading(0);
+        for i in 0..p.max_failures as u64 {
+            o.phase = Phase::Loading;
+            on_event(
+                &mut o,
+                Event::Failed {
+                    generation: 0,
+                    message: "boom".into(),
+                },
+                s(i * 200),
+                &p,
+            );
+        }
+        assert_eq!(o.phase, Phase::Failed);
+    }
+
+    #[test]
+    fn an_explicit_load_lifts_a_crash_loop_but_a_wake_does_not() {
+        let p = RestartPolicy::default();
+        let mut o = ObservedSlot {
+            phase: Phase::CrashLoop,
+            failures: vec![s(1); 5],
+            ..Default::default()
+        };
+        on_event(&mut o, Event::Wake, s(2), &p);
+        assert_eq!(o.phase, Phase::CrashLoop);
+        on_event(&mut o, Event::Load, s(2), &p);
+        assert_eq!(o.phase, Phase::Stopped);
+        assert!(o.failures.is_empty());
+        assert!(o.want_loaded);
+    }
+
+    #[test]
+    fn an_exit_during_unloading_is_a_stop_not_a_failure() {
+        let mut o = loading(1);
+        o.phase = Phase::Unloading;
+        on_event(
+            &mut o,
+            Event::Failed {
+                generation: 1,
+                message: "signal 15".into(),
+            },
+            s(3),
+            &RestartPolicy::default(),
+        );
+        assert_eq!(o.phase, Phase::Stopped);
+        assert_eq!(o.load_failures, 0);
+    }
+
+    #[test]
+    fn autoload_marks_a_new_slot_wanted() {
+        let mut spec =
+            crate::model::SlotSpec::new(crate::model::ProviderKind::LlamaCpp, Some("/m.gguf"));
+        let mut o = ObservedSlot::default();
+        on_spec_change(&mut o, None, &spec);
+        assert!(!o.want_loaded);
+        let old = spec.clone();
+        spec.autoload = true;
+        on_spec_change(&mut o, Some(&old), &spec);
+        assert!(o.want_loaded);
+    }
+}

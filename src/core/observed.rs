@@ -1,0 +1,63 @@
+//! What the controller knows about one slot, the core's "observed" half of the input.
+
+use crate::model::{LaunchSpec, Phase};
+
+use super::Time;
+
+/// One slot's observed state. Owned by the controller, changed only through the pure
+/// transitions in `lifecycle`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedSlot {
+    /// Where the slot is in its lifecycle.
+    pub phase: Phase,
+    /// The launch spec of the current (or, after an exit, the last) process. Compared with the
+    /// desired one to decide on a restart.
+    pub launch: Option<LaunchSpec>,
+    /// Bumped on every start; runtime events carry it so that a late event about an old
+    /// process is ignored.
+    pub generation: u64,
+    /// Someone wants this slot loaded: autoload, a request, or an explicit load. Cleared by an
+    /// unload, an idle unload or an eviction.
+    pub want_loaded: bool,
+    /// Process id of the current child, if any.
+    pub pid: Option<u32>,
+    /// Last request start or end, or the moment the slot became ready.
+    pub last_activity: Option<Time>,
+    /// Requests being served now; such a slot is never unloaded, evicted or restarted.
+    pub in_flight: u32,
+    /// When the slot became idle, to notice activity since.
+    pub idle_since: Option<Time>,
+    /// When the current load started, to measure load durations.
+    pub load_started: Option<Time>,
+    /// Duration of the last successful load.
+    pub last_load: Option<Time>,
+    /// Failure times inside the crash-loop window.
+    pub failures: Vec<Time>,
+    /// When a failed slot is tried again.
+    pub retry_at: Option<Time>,
+    /// Failed loads and crashes since hal0 started (monotonic): a request waiting for a load
+    /// sees it grow when that load fails.
+    pub load_failures: u64,
+    /// Restarts after failures since hal0 started.
+    pub restarts: u32,
+    /// The last failure or refusal, for status and errors.
+    pub last_error: Option<String>,
+    /// Estimated memory footprint in bytes (declared, else derived from the model file).
+    pub memory_estimate: u64,
+}
+
+impl ObservedSlot {
+    /// Whether a request can be sent to the slot now.
+    pub fn is_serving(&self) -> bool {
+        self.phase.is_serving()
+    }
+
+    /// Memory the slot holds now (or is about to hold while loading).
+    pub fn memory_held(&self) -> u64 {
+        if self.phase.is_running() {
+            self.memory_estimate
+        } else {
+            0
+        }
+    }
+}
