@@ -1,0 +1,98 @@
+# shellcheck shell=bash
+# Shared helpers for hal0's setup scripts. Source it; do not run it.
+#
+# Everything that is installed for tests lives in one cache directory outside
+# the repository: ${HAL0_TEST_CACHE:-$HOME/.cache/hal0-test}.
+
+HAL0_CACHE="${HAL0_TEST_CACHE:-$HOME/.cache/hal0-test}"
+
+# log MSG...: a progress line on stderr.
+log() {
+    printf '[%s] %s\n' "${HAL0_LOG_TAG:-hal0}" "$*" >&2
+}
+
+# die MSG...: an error line on stderr, then exit 1.
+die() {
+    printf '[%s] ERROR: %s\n' "${HAL0_LOG_TAG:-hal0}" "$*" >&2
+    exit 1
+}
+
+# take_lock NAME: serialise concurrent runs of the same setup step.
+# Holds an exclusive flock on $HAL0_CACHE/.NAME.lock (fd 9) until the
+# calling script exits.
+take_lock() {
+    mkdir -p "$HAL0_CACHE"
+    exec 9>"$HAL0_CACHE/.$1.lock"
+    if ! flock -n 9; then
+        log "another setup run holds $HAL0_CACHE/.$1.lock; waiting for it"
+        flock 9
+    fi
+}
+
+# apt_install PKG...: install the Debian packages that are not installed yet.
+# Runs `apt-get update` once per script run, and only if something is missing.
+_HAL0_APT_UPDATED=0
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || die "need root to apt-get install ${missing[*]}"
+    if [ "$_HAL0_APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+        _HAL0_APT_UPDATED=1
+    fi
+    log "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
+
+# debian_mirror: the Debian archive URI this machine's apt already uses
+# (so debootstrap fetches from the same place), or nothing to let
+# debootstrap use its built-in default.
+debian_mirror() {
+    local f
+    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        awk '
+            /^[[:space:]]*#/ { next }
+            /^URIs:/ { for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) { print $i; exit } }
+            /^deb[[:space:]]/ { for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/ && $i ~ /\/debian\/?$/) { print $i; exit } }
+        ' "$f" | head -n1
+    done | head -n1
+}
+
+# write_exec PATH: write stdin to PATH atomically and make it executable.
+write_exec() {
+    local dest=$1 tmp
+    mkdir -p "$(dirname "$dest")"
+    tmp=$(mktemp "$dest.XXXXXX")
+    cat >"$tmp"
+    chmod 0755 "$tmp"
+    mv -f "$tmp" "$dest"
+}
+
+# emit KEY VALUE: print a shell-evaluable KEY=VALUE line on the script's
+# result fd (3, set up by the caller with `exec 3>&1 1>&2`).
+emit() {
+    printf '%s=%q\n' "$1" "$2" >&3
+}
+
+# wait_http URL TIMEOUT_SECONDS [PID]: poll URL until it answers 2xx.
+wait_http() {
+    local url=$1 timeout=$2 pid=${3:-} deadline
+    deadline=$((SECONDS + timeout))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if curl -sf -o /dev/null "$url"; then
+            return 0
+        fi
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.2
+    done
+    return 1
+}
