@@ -1,0 +1,295 @@
+//! LaunchSpec → the command that starts the provider.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::model::{Device, LaunchSpec, ProviderKind, Role, model_id_of};
+
+use super::{ModelRef, ModelRefError};
+
+/// A fully resolved command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Command {
+    /// The whole argv, for logs and status.
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("slot {slot}: provider {provider} runs no process (it is an external upstream)")]
+    NoProcess {
+        slot: String,
+        provider: ProviderKind,
+    },
+    #[error("slot {slot}: provider {provider} needs a model")]
+    NoModel {
+        slot: String,
+        provider: ProviderKind,
+    },
+    #[error("slot {slot}: {source}")]
+    Model {
+        slot: String,
+        #[source]
+        source: ModelRefError,
+    },
+    #[error("slot {slot}: [providers.\"{provider}\"] command is empty")]
+    EmptyCommand {
+        slot: String,
+        provider: ProviderKind,
+    },
+}
+
+/// The binary each provider runs when `[providers."<name>"] command` does not say otherwise.
+pub fn default_program(provider: ProviderKind) -> &'static [&'static str] {
+    match provider {
+        ProviderKind::LlamaCpp => &["llama-server"],
+        ProviderKind::Flm => &["flm", "serve"],
+        ProviderKind::Moonshine => &["moonshine-server"],
+        ProviderKind::Kokoro => &["kokoro-server"],
+        ProviderKind::OpenAiCompatible => &[],
+    }
+}
+
+/// The path that answers 200 once the provider is ready to serve.
+pub fn health_path(provider: ProviderKind) -> &'static str {
+    match provider {
+        ProviderKind::LlamaCpp | ProviderKind::Moonshine | ProviderKind::Kokoro => "/health",
+        ProviderKind::Flm | ProviderKind::OpenAiCompatible => "/v1/models",
+    }
+}
+
+/// Builds the command for a slot. File model refs must exist (a missing file is an error that
+/// names the path); `models_dir` is where `hf:` refs live.
+pub fn build_command(launch: &LaunchSpec, models_dir: &Path) -> Result<Command, ProviderError> {
+    let slot = launch.slot.to_string();
+    if !launch.provider.runs_process() {
+        return Err(ProviderError::NoProcess {
+            slot,
+            provider: launch.provider,
+        });
+    }
+    let model = launch
+        .model
+        .as_deref()
+        .ok_or_else(|| ProviderError::NoModel {
+            slot: slot.clone(),
+            provider: launch.provider,
+        })?;
+    let model_err = |source| ProviderError::Model {
+        slot: slot.clone(),
+        source,
+    };
+    let model_ref = ModelRef::parse(model).map_err(model_err)?;
+    let path = model_ref
+        .existing_path(model, models_dir)
+        .map_err(model_err)?;
+    let model_arg = path.map_or_else(|| named(&model_ref, model), |p| p.display().to_string());
+    let model_id = model_id_of(model);
+    let port = launch.port.to_string();
+
+    let prefix: Vec<String> = match &launch.command {
+        Some(c) => c.clone(),
+        None => default_program(launch.provider)
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let Some((program, prefix_args)) = prefix.split_first() else {
+        return Err(ProviderError::EmptyCommand {
+            slot,
+            provider: launch.provider,
+        });
+    };
+    let mut args: Vec<String> = prefix_args.to_vec();
+    let s = |v: &str| v.to_string();
+    match launch.provider {
+        ProviderKind::LlamaCpp => {
+            args.extend([
+                s("-m"),
+                model_arg,
+                s("--host"),
+                s("127.0.0.1"),
+                s("--port"),
+                port,
+                s("--alias"),
+                model_id,
+            ]);
+            match launch.role {
+                Role::Embeddings => args.push(s("--embedding")),
+                Role::Rerank => args.push(s("--reranking")),
+                _ => {}
+            }
+            if launch.device == Device::Igpu {
+                args.extend([s("--n-gpu-layers"), s("999")]);
+            }
+        }
+        ProviderKind::Flm => {
+            args.extend([model_arg, s("--host"), s("127.0.0.1"), s("--port"), port]);
+        }
+        ProviderKind::Moonshine | ProviderKind::Kokoro => {
+            args.extend([
+                s("--host"),
+                s("127.0.0.1"),
+                s("--port"),
+                port,
+                s("--model"),
+                model_arg,
+            ]);
+        }
+        ProviderKind::OpenAiCompatible => {}
+    }
+    args.extend(launch.args.iter().cloned());
+    Ok(Command {
+        program: program.clone(),
+        args,
+        env: launch.env.clone(),
+    })
+}
+
+/// The name a provider-specific ref passes on: `flm:llama3.2:1b` → `llama3.2:1b`.
+fn named(model_ref: &ModelRef, original: &str) -> String {
+    match model_ref {
+        ModelRef::Named(n) => n
+            .split_once(':')
+            .filter(|(scheme, _)| *scheme == "flm")
+            .map_or(n.clone(), |(_, rest)| rest.to_string()),
+        _ => original.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DesiredState, ProviderOverride, SlotName, SlotSpec};
+
+    fn launch(spec: SlotSpec, name: &str, desired: &DesiredState) -> LaunchSpec {
+        LaunchSpec::new(desired, &SlotName::parse(name).unwrap(), &spec, 8081)
+    }
+
+    fn model_file() -> tempfile::NamedTempFile {
+        tempfile::Builder::new().suffix(".gguf").tempfile().unwrap()
+    }
+
+    #[test]
+    fn llama_cpp_chat_argv() {
+        let f = model_file();
+        let mut spec = SlotSpec::new(
+            ProviderKind::LlamaCpp,
+            Some(&format!("file:{}", f.path().display())),
+        );
+        spec.args = vec!["--ctx-size".into(), "4096".into()];
+        let cmd = build_command(
+            &launch(spec, "primary", &DesiredState::default()),
+            Path::new("/models"),
+        )
+        .unwrap();
+        let id = f.path().file_stem().unwrap().to_string_lossy().to_string();
+        assert_eq!(cmd.program, "llama-server");
+        assert_eq!(
+            cmd.args,
+            vec![
+                "-m",
+                &f.path().display().to_string(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "8081",
+                "--alias",
+                &id,
+                "--ctx-size",
+                "4096"
+            ]
+        );
+    }
+
+    #[test]
+    fn embedding_slots_get_embedding_and_overrides_apply() {
+        let f = model_file();
+        let mut d = DesiredState::default();
+        d.providers.insert(
+            ProviderKind::LlamaCpp,
+            ProviderOverride {
+                command: Some(vec![
+                    "/opt/llama/llama-server".into(),
+                    "-t".into(),
+                    "1".into(),
+                ]),
+                env: [
+                    ("A".to_string(), "provider".to_string()),
+                    ("B".to_string(), "provider".to_string()),
+                ]
+                .into(),
+            },
+        );
+        let mut spec = SlotSpec::new(
+            ProviderKind::LlamaCpp,
+            Some(&f.path().display().to_string()),
+        );
+        spec.env.insert("B".into(), "slot".into());
+        let cmd = build_command(&launch(spec, "embed", &d), Path::new("/models")).unwrap();
+        assert_eq!(cmd.program, "/opt/llama/llama-server");
+        assert_eq!(&cmd.args[..2], ["-t", "1"]);
+        assert!(cmd.args.contains(&"--embedding".to_string()));
+        assert_eq!(cmd.env["A"], "provider");
+        assert_eq!(cmd.env["B"], "slot");
+    }
+
+    #[test]
+    fn a_missing_model_file_is_a_clear_error() {
+        let spec = SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:org/repo/none.gguf"));
+        let err = build_command(
+            &launch(spec, "primary", &DesiredState::default()),
+            Path::new("/models"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("/models/org/repo/none.gguf"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn flm_passes_its_model_name() {
+        let spec = SlotSpec::new(ProviderKind::Flm, Some("flm:llama3.2:1b"));
+        let cmd = build_command(
+            &launch(spec, "npu", &DesiredState::default()),
+            Path::new("/models"),
+        )
+        .unwrap();
+        assert_eq!(cmd.program, "flm");
+        assert_eq!(
+            cmd.args,
+            vec![
+                "serve",
+                "llama3.2:1b",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "8081"
+            ]
+        );
+    }
+
+    #[test]
+    fn upstreams_have_no_command() {
+        let spec = SlotSpec::new(ProviderKind::OpenAiCompatible, None);
+        assert!(matches!(
+            build_command(
+                &launch(spec, "up", &DesiredState::default()),
+                Path::new("/m")
+            ),
+            Err(ProviderError::NoProcess { .. })
+        ));
+    }
+}
