@@ -3,21 +3,94 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::ConfigErrors;
+use crate::model::{DesiredState, Role};
+
+/// Check a config file. Valid: exit 0 and one line per slot on stdout. Invalid: exit 1 and
+/// every problem on stderr, one `PATH:LINE:COL: field: message` line each.
 pub fn validate(path: &Path) -> ExitCode {
     match super::load(path) {
-        Ok(d) => {
-            for (name, spec) in &d.slots {
-                println!("{name}: {}", spec.provider);
+        Ok(state) => {
+            let lines = slot_lines(&state);
+            if lines.is_empty() {
+                println!("{}: valid, no slots declared", path.display());
+            }
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => report(path, &errors),
+    }
+}
+
+/// Print the merged view (TOML, or JSON with `json`). An invalid file is reported like
+/// `validate` does and nothing is printed on stdout.
+pub fn show(path: &Path, json: bool) -> ExitCode {
+    let state = match super::load(path) {
+        Ok(state) => state,
+        Err(errors) => return report(path, &errors),
+    };
+    match super::show::render(&state, &path.display().to_string(), json) {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("hal0: error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-pub fn show(path: &Path, _json: bool) -> ExitCode {
-    validate(path)
+fn report(path: &Path, errors: &ConfigErrors) -> ExitCode {
+    for d in errors {
+        eprintln!("{d}");
+    }
+    let n = errors.len();
+    eprintln!(
+        "hal0: {} is invalid: {n} problem{}",
+        path.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    ExitCode::FAILURE
+}
+
+/// `primary  llama.cpp  chat  model=…  port=auto`, columns aligned.
+pub fn slot_lines(state: &DesiredState) -> Vec<String> {
+    let rows: Vec<[String; 4]> = state
+        .slots
+        .iter()
+        .map(|(name, spec)| {
+            let role: Role = spec.effective_role(name.builtin_role());
+            let detail = if spec.provider.runs_process() {
+                let port = spec
+                    .port
+                    .map_or_else(|| "auto".to_string(), |p| p.to_string());
+                format!(
+                    "model={}  port={port}",
+                    spec.model.as_deref().unwrap_or("-")
+                )
+            } else {
+                let upstream = spec.upstream.as_deref().map(super::show::redact_url);
+                format!("upstream={}", upstream.as_deref().unwrap_or("-"))
+            };
+            [
+                name.to_string(),
+                spec.provider.as_str().to_string(),
+                role.as_str().to_string(),
+                detail,
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    rows.into_iter()
+        .map(|[name, provider, role, detail]| {
+            format!("{name:w0$}  {provider:w1$}  {role:w2$}  {detail}")
+        })
+        .collect()
 }
