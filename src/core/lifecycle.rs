@@ -46,6 +46,7 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
             Phase::Loading | Phase::Ready | Phase::Idle => {
                 obs.pid = None;
                 obs.load_failures += 1;
+                obs.refused = false;
                 obs.last_error = Some(message);
                 obs.failures.push(now);
                 policy.prune(&mut obs.failures, now);
@@ -126,6 +127,7 @@ pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
         Action::Refuse { message, .. } => {
             obs.want_loaded = false;
             obs.load_failures += 1;
+            obs.refused = true;
             obs.last_error = Some(message.clone());
         }
         Action::Forget { .. } => {}

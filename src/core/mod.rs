@@ -7,6 +7,7 @@
 //! - `admission`  memory admission: what to evict (priority, LRU) or why a load cannot fit
 //! - `lifecycle`  pure transitions of an ObservedSlot on runtime events and requests
 //! - `plan`       plan(desired, observed, now) -> Plan { actions, wake_at }
+//! - `views`      statuses and the routing table, projected from desired + observed
 
 mod admission;
 mod backoff;
@@ -14,6 +15,7 @@ mod lifecycle;
 mod observed;
 mod plan;
 mod ports;
+mod views;
 
 #[cfg(test)]
 mod plan_tests;
@@ -24,6 +26,7 @@ pub use lifecycle::{Event, on_action, on_event, on_spec_change};
 pub use observed::ObservedSlot;
 pub use plan::{Action, Plan, StopReason, plan};
 pub use ports::{PortError, assign_ports};
+pub use views::{StatusMap, role_of_path, routing_table, statuses};
 
 /// Monotonic time since the controller started. The caller reads the clock; the core only
 /// compares these values.

@@ -42,6 +42,8 @@ pub struct ObservedSlot {
     pub restarts: u32,
     /// The last failure or refusal, for status and errors.
     pub last_error: Option<String>,
+    /// The last load was refused by admission rather than failing.
+    pub refused: bool,
     /// Estimated memory footprint in bytes (declared, else derived from the model file).
     pub memory_estimate: u64,
 }

@@ -19,7 +19,7 @@ pub use device::Device;
 pub use duration::{DurationError, HumanDuration};
 pub use launch::LaunchSpec;
 pub use provider::{ProviderKind, Role, UpstreamAuth};
-pub use routing::{Route, RoutingTable, Target};
+pub use routing::{Resolution, Route, RoutingTable, Target};
 pub use server::ServerSettings;
 pub use slot_name::{BUILTIN_SLOTS, NameError, SlotName};
 pub use spec::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PRIORITY, SlotSpec, model_id_of};

@@ -23,30 +23,69 @@ pub enum Target {
 pub struct Route {
     pub slot: SlotName,
     pub provider: ProviderKind,
-    pub role: Role,
+    /// The roles (endpoint families) the slot serves.
+    pub roles: Vec<Role>,
     pub phase: Phase,
     pub target: Target,
     /// The model id the provider knows this model by.
     pub model_id: Option<String>,
-    /// Every name (besides the slot name) this slot answers to.
+    /// Extra names this slot answers to (aliases; an upstream's models).
     pub aliases: Vec<String>,
 }
 
-/// The gateway's view: cheap to clone behind an `Arc`, rebuilt by the controller on change.
+impl Route {
+    pub fn serves(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// How a model name resolved for an endpoint.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolution<'a> {
+    Found(&'a Route),
+    /// The name exists, but no slot of that name serves the endpoint's role.
+    WrongRole(&'a Route),
+    NotFound,
+}
+
+/// The gateway's view: cheap to share behind an `Arc`, rebuilt by the controller on change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoutingTable {
     pub routes: BTreeMap<SlotName, Route>,
-    /// Every accepted model name → its slot.
-    pub by_model: HashMap<String, SlotName>,
+    /// Every accepted model name → the slots answering to it, best first: the slot of that
+    /// name, then slots with it as an alias, then slots serving a model with that id.
+    pub by_model: HashMap<String, Vec<SlotName>>,
 }
 
 impl RoutingTable {
-    pub fn resolve(&self, model: &str) -> Option<&Route> {
-        let slot = self.by_model.get(model)?;
-        self.routes.get(slot)
+    /// Resolves `model` for an endpoint of `role` (`None`: any role).
+    pub fn resolve(&self, model: &str, role: Option<Role>) -> Resolution<'_> {
+        let Some(slots) = self.by_model.get(model) else {
+            return Resolution::NotFound;
+        };
+        let routes: Vec<&Route> = slots.iter().filter_map(|s| self.routes.get(s)).collect();
+        let Some(first) = routes.first() else {
+            return Resolution::NotFound;
+        };
+        match role {
+            None => Resolution::Found(first),
+            Some(role) => routes
+                .iter()
+                .find(|r| r.serves(role))
+                .map_or(Resolution::WrongRole(first), |r| Resolution::Found(r)),
+        }
     }
 
-    /// Model names, sorted, for "did you mean" hints and `/v1/models`.
+    /// Slots serving `role`, for error messages.
+    pub fn slots_serving(&self, role: Role) -> Vec<&SlotName> {
+        self.routes
+            .values()
+            .filter(|r| r.serves(role))
+            .map(|r| &r.slot)
+            .collect()
+    }
+
+    /// Model names, sorted, for "did you mean" hints.
     pub fn model_names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.by_model.keys().map(String::as_str).collect();
         v.sort_unstable();

@@ -84,6 +84,11 @@ pub struct SlotStatus {
     pub last_request_unix_ms: Option<u64>,
     /// Restarts after a crash since hal0 started.
     pub restarts: u32,
+    /// Failed loads, crashes and refusals since hal0 started (monotonic): a request waiting for
+    /// a load knows it failed when this grows.
+    pub load_failures: u64,
+    /// The last load was refused because it could not fit (memory, NPU), not because it failed.
+    pub refused: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// When a failed slot is retried, in milliseconds from now.

@@ -1,1 +1,138 @@
-//! TODO
+//! The process runtime: one supervisor task per slot owns that slot's child process.
+//!
+//! - `supervisor` the per-slot task: start, stop, wait, health; a handle to talk to it
+//! - `spawn`      starting a child in its own process group, with its logs pumped
+//! - `kill`       SIGTERM → grace → SIGKILL of a whole process group
+//! - `health`     HTTP readiness probes
+//! - `logs`       bounded per-slot log buffers
+//! - `shim`       `hal0 __exec-child`: makes a child die with hal0 (PR_SET_PDEATHSIG), then execs
+//! - `pidfiles`   pid files per slot, to kill leftovers of a hal0 that did not exit cleanly
+
+mod health;
+mod kill;
+mod logs;
+mod pidfiles;
+mod shim;
+mod spawn;
+mod supervisor;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+pub use logs::LogBuffer;
+pub use pidfiles::reap_orphans;
+pub use shim::{SHIM_SUBCOMMAND, exec_child};
+pub use supervisor::SupervisorHandle;
+
+use super::RuntimeEvent;
+use crate::core::Event;
+use crate::model::SlotName;
+use crate::providers::{self, Command};
+
+/// Settings shared by every supervisor.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// How long a provider may take to pass its health check.
+    pub load_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// The hal0 binary, used as `hal0 __exec-child` so children die with hal0. `None` starts
+    /// providers directly (they then only die with hal0 when hal0 stops them).
+    pub shim: Option<PathBuf>,
+    /// Where pid files go; `None` keeps none.
+    pub state_dir: Option<PathBuf>,
+    /// Interval of health probes while ready.
+    pub health_interval: Duration,
+    /// Consecutive failed probes of a ready slot before it is restarted.
+    pub health_failures: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            load_timeout: Duration::from_secs(300),
+            stop_grace: Duration::from_secs(10),
+            shim: None,
+            state_dir: None,
+            health_interval: Duration::from_secs(2),
+            health_failures: 3,
+        }
+    }
+}
+
+/// All supervisors. Owned by the controller.
+pub struct ProcessRuntime {
+    config: Arc<RuntimeConfig>,
+    events: mpsc::UnboundedSender<RuntimeEvent>,
+    supervisors: HashMap<SlotName, SupervisorHandle>,
+}
+
+impl ProcessRuntime {
+    pub fn new(config: RuntimeConfig, events: mpsc::UnboundedSender<RuntimeEvent>) -> Self {
+        ProcessRuntime {
+            config: Arc::new(config),
+            events,
+            supervisors: HashMap::new(),
+        }
+    }
+
+    fn supervisor(&mut self, slot: &SlotName) -> &SupervisorHandle {
+        self.supervisors.entry(slot.clone()).or_insert_with(|| {
+            SupervisorHandle::spawn(slot.clone(), self.config.clone(), self.events.clone())
+        })
+    }
+
+    /// Starts (or replaces) the slot's process. A command that cannot be built (a missing
+    /// model file, say) is reported as a failed load.
+    pub fn start(
+        &mut self,
+        slot: &SlotName,
+        generation: u64,
+        command: Result<Command, providers::ProviderError>,
+        health_path: &str,
+        port: u16,
+    ) {
+        match command {
+            Ok(command) => {
+                self.supervisor(slot)
+                    .start(generation, command, port, health_path.to_string())
+            }
+            Err(e) => {
+                let _ = self.events.send(RuntimeEvent {
+                    slot: slot.clone(),
+                    event: Event::Failed {
+                        generation,
+                        message: e.to_string(),
+                    },
+                });
+            }
+        }
+    }
+
+    /// Stops the slot's process; a `Stopped` event follows.
+    pub fn stop(&mut self, slot: &SlotName, generation: u64) {
+        self.supervisor(slot).stop(generation);
+    }
+
+    /// Drops the supervisor of a slot that is gone (its process is already stopped).
+    pub fn forget(&mut self, slot: &SlotName) {
+        if let Some(h) = self.supervisors.remove(slot) {
+            h.shutdown_detached();
+        }
+    }
+
+    /// The slot's captured output.
+    pub fn logs(&self, slot: &SlotName) -> Option<LogBuffer> {
+        self.supervisors.get(slot).map(|h| h.logs().clone())
+    }
+
+    /// Stops every process and waits for them.
+    pub async fn shutdown(&mut self) {
+        let handles: Vec<SupervisorHandle> = self.supervisors.drain().map(|(_, h)| h).collect();
+        futures_util::future::join_all(handles.into_iter().map(SupervisorHandle::shutdown)).await;
+    }
+}

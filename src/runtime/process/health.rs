@@ -1,0 +1,35 @@
+//! HTTP readiness probes: `GET http://127.0.0.1:<port><path>` answering 200.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Probes one endpoint.
+pub struct Probe {
+    uri: http::Uri,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Probe {
+    pub fn new(port: u16, path: &str) -> Self {
+        let uri = format!("http://127.0.0.1:{port}{path}")
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("http://127.0.0.1/"));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1)
+            .build_http();
+        Probe { uri, client }
+    }
+
+    /// Whether the endpoint answered 200 within the probe timeout.
+    pub async fn check(&self) -> bool {
+        let res = tokio::time::timeout(PROBE_TIMEOUT, self.client.get(self.uri.clone())).await;
+        matches!(res, Ok(Ok(resp)) if resp.status() == http::StatusCode::OK)
+    }
+}

@@ -1,0 +1,280 @@
+//! The per-slot supervisor: the one task that owns a slot's child process. Everyone else talks
+//! to it through a [`SupervisorHandle`], so nobody checks a state and then acts on a stale one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::health::Probe;
+use super::logs::LogBuffer;
+use super::spawn::{Child, spawn};
+use super::{RuntimeConfig, kill, pidfiles};
+use crate::core::Event;
+use crate::model::SlotName;
+use crate::providers::Command;
+use crate::runtime::RuntimeEvent;
+
+enum Cmd {
+    Start {
+        generation: u64,
+        command: Command,
+        port: u16,
+        health_path: String,
+    },
+    Stop {
+        generation: u64,
+    },
+    Shutdown(Option<oneshot::Sender<()>>),
+}
+
+/// Talks to one slot's supervisor task.
+pub struct SupervisorHandle {
+    tx: mpsc::UnboundedSender<Cmd>,
+    logs: LogBuffer,
+}
+
+impl SupervisorHandle {
+    pub fn spawn(
+        slot: SlotName,
+        config: Arc<RuntimeConfig>,
+        events: mpsc::UnboundedSender<RuntimeEvent>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let logs = LogBuffer::new(2000);
+        let sup = Supervisor {
+            slot,
+            config,
+            events,
+            logs: logs.clone(),
+            current: None,
+        };
+        tokio::spawn(sup.run(rx));
+        SupervisorHandle { tx, logs }
+    }
+
+    /// Starts generation `generation`, replacing any running process (which is stopped first,
+    /// without a failure being reported for it).
+    pub fn start(&self, generation: u64, command: Command, port: u16, health_path: String) {
+        let _ = self.tx.send(Cmd::Start {
+            generation,
+            command,
+            port,
+            health_path,
+        });
+    }
+
+    /// Stops the process; `Stopped { generation }` is reported when it is gone.
+    pub fn stop(&self, generation: u64) {
+        let _ = self.tx.send(Cmd::Stop { generation });
+    }
+
+    pub fn logs(&self) -> &LogBuffer {
+        &self.logs
+    }
+
+    /// Stops the process and ends the task, waiting for both.
+    pub async fn shutdown(self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Cmd::Shutdown(Some(done))).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Ends the task without waiting.
+    pub fn shutdown_detached(self) {
+        let _ = self.tx.send(Cmd::Shutdown(None));
+    }
+}
+
+/// The process of the current generation.
+struct Running {
+    child: Child,
+    generation: u64,
+    port: u16,
+    probe: Probe,
+    ready: bool,
+    started: Instant,
+    failed_probes: u32,
+}
+
+struct Supervisor {
+    slot: SlotName,
+    config: Arc<RuntimeConfig>,
+    events: mpsc::UnboundedSender<RuntimeEvent>,
+    logs: LogBuffer,
+    current: Option<Running>,
+}
+
+/// How often a loading process is probed: often, so a ready model is served at once.
+const LOADING_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Supervisor {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        let mut tick = tokio::time::interval(LOADING_PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Cmd::Start { generation, command, port, health_path }) => {
+                        self.stop_current().await;
+                        self.start(generation, command, port, health_path);
+                    }
+                    Some(Cmd::Stop { generation }) => {
+                        self.stop_current().await;
+                        self.emit(Event::Stopped { generation });
+                    }
+                    Some(Cmd::Shutdown(done)) => {
+                        self.stop_current().await;
+                        if let Some(done) = done {
+                            let _ = done.send(());
+                        }
+                        return;
+                    }
+                    None => {
+                        self.stop_current().await;
+                        return;
+                    }
+                },
+                status = wait_current(&mut self.current) => {
+                    if let Some(run) = self.current.take() {
+                        kill::kill_group_now(run.child.pgid);
+                        pidfiles::remove(self.config.state_dir.as_deref(), &self.slot);
+                        let message = format!("{}{}", status, self.log_context());
+                        tracing::warn!(slot = %self.slot, "provider {message}");
+                        self.emit(Event::Failed { generation: run.generation, message: format!("provider {message}") });
+                    }
+                }
+                _ = tick.tick(), if self.current.is_some() => self.probe().await,
+            }
+        }
+    }
+
+    fn start(&mut self, generation: u64, command: Command, port: u16, health_path: String) {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            let message = format!(
+                "port {port} is already in use by another process ({e}); pin another port or free it"
+            );
+            self.emit(Event::Failed {
+                generation,
+                message,
+            });
+            return;
+        }
+        tracing::info!(slot = %self.slot, argv = ?command.argv(), "starting provider");
+        match spawn(&self.slot, &command, &self.config, &self.logs) {
+            Ok(child) => {
+                pidfiles::write(self.config.state_dir.as_deref(), &self.slot, child.pid);
+                self.emit(Event::Spawned {
+                    generation,
+                    pid: child.pid,
+                });
+                self.current = Some(Running {
+                    child,
+                    generation,
+                    port,
+                    probe: Probe::new(port, &health_path),
+                    ready: false,
+                    started: Instant::now(),
+                    failed_probes: 0,
+                });
+            }
+            Err(e) => {
+                let message = format!("could not start {}: {e}", command.program);
+                self.emit(Event::Failed {
+                    generation,
+                    message,
+                });
+            }
+        }
+    }
+
+    async fn probe(&mut self) {
+        let Some(run) = self.current.as_mut() else {
+            return;
+        };
+        if run.ready && run.started.elapsed() < self.config.health_interval {
+            return;
+        }
+        let ok = run.probe.check().await;
+        let Some(run) = self.current.as_mut() else {
+            return;
+        };
+        if !run.ready {
+            if ok {
+                run.ready = true;
+                run.started = Instant::now();
+                tracing::info!(slot = %self.slot, port = run.port, "provider ready");
+                let generation = run.generation;
+                self.emit(Event::Ready { generation });
+            } else if run.started.elapsed() > self.config.load_timeout {
+                let message = format!(
+                    "provider did not become ready within load_timeout ({:?}){}",
+                    self.config.load_timeout,
+                    self.log_context()
+                );
+                self.fail_current(message).await;
+            }
+            return;
+        }
+        // Ready: re-probe every health_interval (`started` doubles as the last probe time).
+        run.started = Instant::now();
+        if ok {
+            run.failed_probes = 0;
+            return;
+        }
+        run.failed_probes += 1;
+        if run.failed_probes >= self.config.health_failures {
+            let message = format!(
+                "provider failed {} health checks in a row",
+                run.failed_probes
+            );
+            self.fail_current(message).await;
+        }
+    }
+
+    async fn fail_current(&mut self, message: String) {
+        let generation = self.current.as_ref().map(|r| r.generation);
+        self.stop_current().await;
+        if let Some(generation) = generation {
+            tracing::warn!(slot = %self.slot, "{message}");
+            self.emit(Event::Failed {
+                generation,
+                message,
+            });
+        }
+    }
+
+    async fn stop_current(&mut self) {
+        if let Some(mut run) = self.current.take() {
+            tracing::info!(slot = %self.slot, pid = run.child.pid, "stopping provider");
+            kill::stop_group(&mut run.child, self.config.stop_grace).await;
+            pidfiles::remove(self.config.state_dir.as_deref(), &self.slot);
+        }
+    }
+
+    /// The last lines the provider printed, for error messages.
+    fn log_context(&self) -> String {
+        let tail = self.logs.tail(3);
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; last output: {}", tail.join(" | "))
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(RuntimeEvent {
+            slot: self.slot.clone(),
+            event,
+        });
+    }
+}
+
+async fn wait_current(current: &mut Option<Running>) -> String {
+    match current.as_mut() {
+        Some(run) => run.child.wait_exit().await,
+        None => std::future::pending().await,
+    }
+}
