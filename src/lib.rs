@@ -9,7 +9,7 @@
 //! - `providers`  per provider: argv, env, health path, model refs · model
 //! - `runtime`    process supervisors: spawn, health, kill tree, logs, orphan reaping · model, providers
 //! - `source`     file.rs: watch hal0.toml (notify + poll), debounce, publish DesiredState · model, config
-//! - `controller` the loop: trigger → snapshot → plan → apply → publish · model, core, runtime
+//! - `controller` the loop: trigger → snapshot → plan → apply → publish; request activity · model, core, runtime
 //! - `gateway`    the /v1 front door: routing by model, proxy, wake-on-request, errors · model
 //! - `deviceplugin` kubelet device plugins: proto, sysfs discovery, gRPC server, registration · model
 //! - `app`        composition root for `hal0 serve` · everything
