@@ -137,10 +137,10 @@ pub fn preferred(
     // container lands on one device whenever one has room.
     let mut order: Vec<String> = Vec::new();
     for id in &chosen {
-        if let Some(d) = inventory.lookup(id) {
-            if !order.contains(&d.pci_address) {
-                order.push(d.pci_address.clone());
-            }
+        if let Some(d) = inventory.lookup(id)
+            && !order.contains(&d.pci_address)
+        {
+            order.push(d.pci_address.clone());
         }
     }
     let mut others: Vec<(usize, String)> = Vec::new();

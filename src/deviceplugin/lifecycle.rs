@@ -116,10 +116,9 @@ async fn serve_and_register(
             socket = %socket.display(),
             "registered with the kubelet"
         );
-        let ours = file_identity(&socket);
         let waited = dir
             .wait_until(stop, None, || {
-                file_identity(&socket) != ours
+                server.socket_gone()
                     || file_identity(&kubelet) != kubelet_identity
                     || server.is_finished()
             })
@@ -128,7 +127,7 @@ async fn serve_and_register(
             None
         } else if server.is_finished() {
             Some("our gRPC server stopped")
-        } else if file_identity(&socket) != ours {
+        } else if server.socket_gone() {
             Some("our socket was removed (kubelet restart)")
         } else {
             Some("kubelet.sock was recreated (kubelet restart)")

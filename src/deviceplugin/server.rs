@@ -37,7 +37,7 @@ pub enum ServerError {
         source: tonic::transport::Error,
     },
     #[error("the gRPC server task on {path} panicked or was cancelled")]
-    TaskFailed { path: PathBuf },
+    TaskPanicked { path: PathBuf },
 }
 
 /// Identity of a file (device, inode): tells "the same socket" from "a new one at the path".
@@ -108,6 +108,12 @@ pub fn start(
 }
 
 impl RunningServer {
+    /// Whether our socket file is gone or replaced since we bound it: the kubelet deletes
+    /// every socket in the plugin directory when it restarts.
+    pub fn socket_gone(&self) -> bool {
+        self.identity.is_none() || file_identity(&self.path) != self.identity
+    }
+
     /// Whether the serving task has ended on its own (an error, since only stop ends it).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
@@ -121,19 +127,22 @@ impl RunningServer {
         // does must not keep the plugin from re-registering or exiting.
         let result = match tokio::time::timeout(STOP_GRACE, &mut self.task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ServerError::TaskFailed {
+            Ok(Err(_)) => Err(ServerError::TaskPanicked {
                 path: self.path.clone(),
             }),
             Err(_) => {
-                tracing::warn!(path = %self.path.display(), "server did not drain in time; aborting it");
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "server did not drain in time; aborting it"
+                );
                 self.task.abort();
                 Ok(())
             }
         };
-        if self.identity.is_some() && file_identity(&self.path) == self.identity {
-            if let Err(e) = std::fs::remove_file(&self.path) {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove our socket");
-            }
+        if !self.socket_gone()
+            && let Err(e) = std::fs::remove_file(&self.path)
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove our socket");
         }
         result
     }

@@ -150,7 +150,7 @@ pub fn entries_with_prefix(dir: &Path, prefix: &str) -> Result<Vec<(String, Path
             name.starts_with(prefix).then(|| (name, entry.path()))
         })
         .collect();
-    out.sort_by(|(a, _), (b, _)| natural_key(a).cmp(&natural_key(b)));
+    out.sort_by_key(|(name, _)| natural_key(name));
     Ok(out)
 }
 
