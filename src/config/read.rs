@@ -223,3 +223,22 @@ fn command(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<Vec<String>> {
     }
     Some(argv.into_iter().map(|a| a.value).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::spans::schema_properties;
+
+    #[test]
+    fn key_lists_match_the_model_fields() {
+        for (keys, schema) in [
+            (&SERVER_KEYS[..], schemars::schema_for!(ServerSettings)),
+            (&PROVIDER_KEYS[..], schemars::schema_for!(ProviderOverride)),
+            (&TOP_KEYS[..], schemars::schema_for!(DesiredState)),
+        ] {
+            let mut keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            keys.sort();
+            assert_eq!(keys, schema_properties(&schema));
+        }
+    }
+}

@@ -224,3 +224,37 @@ fn upstream(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<String> {
     }
     Some(url)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::spans::{schema_enum_values, schema_properties};
+
+    fn sorted(names: impl IntoIterator<Item = impl ToString>) -> Vec<String> {
+        let mut v: Vec<String> = names.into_iter().map(|n| n.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn slot_keys_match_the_slot_spec_fields() {
+        let fields = schema_properties(&schemars::schema_for!(SlotSpec));
+        assert_eq!(sorted(SLOT_KEYS), fields);
+    }
+
+    #[test]
+    fn enum_lists_match_the_model() {
+        assert_eq!(
+            sorted(ROLES.map(Role::as_str)),
+            schema_enum_values(&schemars::schema_for!(Role))
+        );
+        assert_eq!(
+            sorted(DEVICES.map(Device::as_str)),
+            schema_enum_values(&schemars::schema_for!(Device))
+        );
+        assert_eq!(
+            sorted(AUTHS.map(|(_, n)| n)),
+            schema_enum_values(&schemars::schema_for!(UpstreamAuth))
+        );
+    }
+}

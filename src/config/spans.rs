@@ -379,3 +379,41 @@ pub(crate) fn integer_in(
         }
     }
 }
+
+/// Test helper: the property names of a JSON schema's `properties` object.
+#[cfg(test)]
+pub(crate) fn schema_properties(schema: &schemars::Schema) -> Vec<String> {
+    let mut keys: Vec<String> = schema.as_value()["properties"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+/// Test helper: the string values of an enum's JSON schema (`enum` lists, and the `const` of
+/// each `oneOf` variant when the variants are documented).
+#[cfg(test)]
+pub(crate) fn schema_enum_values(schema: &schemars::Schema) -> Vec<String> {
+    use serde_json::Value;
+    let mut out = Vec::new();
+    let mut stack = vec![schema.as_value()];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::String(s)) = o.get("const") {
+                    out.push(s.clone());
+                }
+                if let Some(Value::Array(items)) = o.get("enum") {
+                    out.extend(items.iter().filter_map(|i| i.as_str().map(str::to_string)));
+                }
+                stack.extend(o.values());
+            }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
