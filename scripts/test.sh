@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole hal0 test suite:
+#   1. install the real providers the tests use (scripts/setup-providers.sh, and
+#      scripts/setup-speech.sh when present), cached in
+#      ${HAL0_TEST_CACHE:-$HOME/.cache/hal0-test}; idempotent and quick once done;
+#   2. cargo test --all-targets, with these exported for the tests:
+#        HAL0_LLAMA_SERVER  llama-server wrapper (executable)
+#        HAL0_SMOLLM2_GGUF  absolute path of SmolLM2-135M-Instruct.Q4_1.gguf
+#        HAL0_STT_SERVER    hal0-stt-server wrapper (--host H --port P)
+#        HAL0_TTS_SERVER    hal0-tts-server wrapper (--host H --port P)
+#        HAL0_HELLO_WAV     a WAV of espeak-ng saying "hello world"
+#   3. cargo clippy --all-targets -- -D warnings
+#   4. cargo fmt --check
+# All steps run; exits non-zero if any failed.
+#
+# Env: HAL0_SKIP_SPEECH=1 skips the speech setup (the speech vars stay unset).
+#      Extra arguments are passed to `cargo test` (e.g. a test-name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -t 2 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$plain" >&2; }
+
+step "setting up providers (scripts/setup-providers.sh)"
+vars=$(scripts/setup-providers.sh)
+eval "$vars"
+export HAL0_LLAMA_SERVER=$LLAMA_SERVER HAL0_SMOLLM2_GGUF=$SMOLLM2_GGUF
+
+if [ -x scripts/setup-speech.sh ] && [ "${HAL0_SKIP_SPEECH:-0}" != 1 ]; then
+    step "setting up speech providers (scripts/setup-speech.sh)"
+    vars=$(scripts/setup-speech.sh)
+    eval "$vars"
+    export HAL0_STT_SERVER=$STT_SERVER HAL0_TTS_SERVER=$TTS_SERVER HAL0_HELLO_WAV=$HELLO_WAV
+fi
+env | grep '^HAL0_' | sort >&2
+
+failed=()
+run() {
+    step "$*"
+    local t0=$SECONDS
+    if "$@"; then
+        printf '    ok (%ss)\n' $((SECONDS - t0)) >&2
+    else
+        printf '    FAILED (%ss): %s\n' $((SECONDS - t0)) "$*" >&2
+        failed+=("$*")
+    fi
+}
+
+run cargo test --all-targets "$@"
+run cargo clippy --all-targets -- -D warnings
+run cargo fmt --check
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    step "FAILED: ${#failed[@]} step(s)"
+    printf '    %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+step "all steps passed"
