@@ -52,6 +52,7 @@ pub struct NpuDetails {
     pub generation: String,
 }
 
+/// Facts that differ between device kinds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Details {
     Igpu(IgpuDetails),
@@ -71,13 +72,16 @@ pub struct PhysicalDevice {
     pub nodes: Vec<PathBuf>,
     /// NUMA node for topology-aware admission; `None` on single-node machines.
     pub numa_node: Option<i64>,
+    /// Whether Allocate may hand it out; ListAndWatch reports it.
     pub health: Health,
+    /// Kind-specific facts for the discovery log line.
     pub details: Details,
 }
 
 /// What one discovery pass found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Discovery {
+    /// Devices bound to our driver, healthy or not, in sysfs order.
     pub devices: Vec<PhysicalDevice>,
     /// Entries that looked relevant but could not be read; logged, never fatal.
     pub warnings: Vec<String>,
@@ -86,14 +90,18 @@ pub struct Discovery {
 /// One schedulable ID as the kubelet sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedulable<'a> {
+    /// The ID the kubelet schedules and passes back to Allocate.
     pub id: String,
+    /// The physical device whose nodes that ID grants.
     pub device: &'a PhysicalDevice,
 }
 
 /// The published state: every known physical device and how many IDs each one advertises.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inventory {
+    /// Every device ever found since start, including vanished ones (kept as Unhealthy).
     pub devices: Vec<PhysicalDevice>,
+    /// Schedulable IDs per physical device (`--shared`).
     pub shared: NonZeroU32,
 }
 

@@ -29,8 +29,11 @@ pub type Result<T, E = SysfsError> = std::result::Result<T, E>;
 /// Vendor, device and revision of a PCI function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PciId {
+    /// `vendor`: 1002 for AMD graphics, 1022 for other AMD functions such as the NPU.
     pub vendor: u16,
+    /// `device`: names the chip (1586 is Strix Halo's iGPU).
     pub device: u16,
+    /// `revision`: tells NPU generations apart that share a device ID.
     pub revision: u8,
 }
 

@@ -128,6 +128,40 @@ async fn our_socket_deleted_alone_also_means_register_again() {
 }
 
 #[tokio::test]
+async fn a_plugin_started_before_the_kubelet_registers_once_it_appears() {
+    let plugin_dir = tempfile::tempdir().expect("plugin dir");
+    let cfg = PluginConfig {
+        kind: DeviceKind::Npu,
+        sysfs_root: fixture("strix-halo").join("sys"),
+        dev_root: fixture("strix-halo").join("dev"),
+        plugin_dir: plugin_dir.path().to_path_buf(),
+        resource: "amd.com/npu".to_string(),
+        shared: NonZeroU32::MIN,
+        socket_name: "hal0-npu.sock".to_string(),
+        rescan_interval: Duration::from_millis(50),
+    };
+    let stop = CancellationToken::new();
+    let plugin = tokio::spawn(run_plugin(cfg, stop.clone()));
+    // No kubelet yet: the plugin waits for kubelet.sock rather than failing.
+    tokio::task::yield_now().await;
+    assert!(!plugin.is_finished());
+
+    let kubelet = FakeKubelet::start(plugin_dir.path(), "amd.com/npu");
+    assert_eq!(kubelet.registrations(1).await.len(), 1);
+    assert_eq!(
+        view(&kubelet.devices().await),
+        [("0000:c6:00.1", "Healthy")]
+    );
+    stop.cancel();
+    let result = tokio::time::timeout(WAIT, plugin)
+        .await
+        .expect("stops")
+        .expect("task");
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!plugin_dir.path().join("hal0-npu.sock").exists());
+}
+
+#[tokio::test]
 async fn sigterm_makes_the_binary_remove_its_socket_and_exit_cleanly() {
     let plugin_dir = tempfile::tempdir().expect("plugin dir");
     let kubelet = FakeKubelet::start(plugin_dir.path(), "amd.com/npu");
