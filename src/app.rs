@@ -1,7 +1,121 @@
-//! Composition root for `hal0 serve`. (In progress.)
+//! Composition root for `hal0 serve`: the file source, the controller with the process
+//! runtime, and the gateway, joined under one shutdown signal.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-pub async fn serve(_config: PathBuf) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::controller::{ControlHandle, Controller};
+use crate::core::RestartPolicy;
+use crate::gateway::{self, GatewayState, SlotControl};
+use crate::model::{ServerSettings, SlotName};
+use crate::providers::expand_home;
+use crate::runtime::process::{RuntimeConfig, reap_orphans};
+use crate::source::FileSource;
+
+impl SlotControl for ControlHandle {
+    fn wake(&self, slot: &SlotName) {
+        ControlHandle::wake(self, slot);
+    }
+
+    fn request_started(&self, slot: &SlotName) {
+        ControlHandle::request_started(self, slot);
+    }
+
+    fn request_finished(&self, slot: &SlotName) {
+        ControlHandle::request_finished(self, slot);
+    }
+}
+
+/// Where pid files go: `server.state_dir`, else `$XDG_RUNTIME_DIR/hal0`, else
+/// `~/.local/state/hal0`.
+fn state_dir(server: &ServerSettings) -> PathBuf {
+    if let Some(d) = &server.state_dir {
+        return expand_home(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        return PathBuf::from(d).join("hal0");
+    }
+    expand_home("~/.local/state/hal0")
+}
+
+/// `hal0 serve`: runs until SIGINT or SIGTERM.
+pub async fn serve(config: PathBuf) -> anyhow::Result<()> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    run(&config, rx).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn until_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Runs hal0 on `config` until `shutdown` becomes true.
+pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let (source, desired_rx, _report) = FileSource::open(config)?;
+    let server = desired_rx.borrow().server.clone();
+
+    let state_dir = state_dir(&server);
+    for pid in reap_orphans(&state_dir) {
+        tracing::warn!(pid, "killed a provider left behind by an earlier hal0");
+    }
+    let runtime = RuntimeConfig {
+        load_timeout: server.load_timeout.as_duration(),
+        stop_grace: server.stop_grace.as_duration(),
+        shim: std::env::current_exe().ok(),
+        state_dir: Some(state_dir),
+        ..RuntimeConfig::default()
+    };
+    let (controller, published) = Controller::new(desired_rx, runtime, RestartPolicy::default());
+
+    let listener = tokio::net::TcpListener::bind(&server.listen)
+        .await
+        .with_context(|| format!("cannot listen on server.listen = {}", server.listen))?;
+    tracing::info!("gateway listening on http://{}", listener.local_addr()?);
+
+    let source_task = tokio::spawn(source.run(until_true(shutdown.clone())));
+    let controller_task = tokio::spawn(controller.run(until_true(shutdown.clone())));
+    let control: Arc<dyn SlotControl> = Arc::new(published.handle.clone());
+    let state = GatewayState::new(
+        published.routes,
+        published.statuses,
+        control,
+        server.load_timeout.as_duration(),
+    );
+    let gateway_result = gateway::serve(
+        listener,
+        gateway::router(state),
+        until_true(shutdown.clone()),
+    )
+    .await;
+
+    // The gateway has stopped accepting; stop the slots and wait for them.
+    let _ = controller_task.await;
+    let _ = source_task.await;
+    gateway_result.context("gateway failed")?;
+    Ok(())
 }

@@ -29,6 +29,14 @@ enum Command {
     Config(ConfigCommand),
     /// Run a kubelet device plugin for the AMD iGPU or the XDNA NPU.
     DevicePlugin(hal0::deviceplugin::DevicePluginArgs),
+    /// Internal: how hal0 starts providers so they die with it.
+    #[command(name = "__exec-child", hide = true)]
+    ExecChild {
+        #[arg(long)]
+        parent: u32,
+        #[arg(last = true, required = true)]
+        argv: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -50,6 +58,11 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ExecChild { parent, argv } = &cli.command {
+        let err = hal0::runtime::process::exec_child(*parent, argv);
+        eprintln!("hal0: cannot start provider {:?}: {err}", argv.first());
+        return ExitCode::from(127);
+    }
     init_tracing();
     let result = match cli.command {
         Command::Serve { config } => {
@@ -62,6 +75,7 @@ fn main() -> ExitCode {
             return hal0::config::cli::show(&hal0::config::resolve_path(config), json);
         }
         Command::DevicePlugin(args) => run_async(hal0::deviceplugin::run(args)),
+        Command::ExecChild { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,6 +81,8 @@ pub struct Controller {
     epoch: Instant,
     epoch_unix_ms: u64,
     wake_at: Option<Time>,
+    /// Phases as last logged, to log each transition once.
+    logged_phases: BTreeMap<SlotName, Phase>,
     routes_tx: watch::Sender<Arc<RoutingTable>>,
     statuses_tx: watch::Sender<Arc<StatusMap>>,
     logs_tx: watch::Sender<Arc<BTreeMap<SlotName, LogBuffer>>>,
@@ -116,6 +118,7 @@ impl Controller {
             epoch: Instant::now(),
             epoch_unix_ms,
             wake_at: None,
+            logged_phases: BTreeMap::new(),
             routes_tx,
             statuses_tx,
             logs_tx,
@@ -253,7 +256,7 @@ impl Controller {
             }
         }
         for (name, obs) in &self.observed {
-            let old = before.get(name).copied().unwrap_or_default();
+            let old = self.logged_phases.get(name).copied().unwrap_or_default();
             if old != obs.phase {
                 match &obs.last_error {
                     Some(err) if matches!(obs.phase, Phase::Failed | Phase::CrashLoop) => {
@@ -263,6 +266,7 @@ impl Controller {
                 }
             }
         }
+        self.logged_phases = self.observed.iter().map(|(k, v)| (k.clone(), v.phase)).collect();
         self.publish();
     }
 

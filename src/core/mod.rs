@@ -26,7 +26,7 @@ pub use lifecycle::{Event, on_action, on_event, on_spec_change};
 pub use observed::ObservedSlot;
 pub use plan::{Action, Plan, StopReason, plan};
 pub use ports::{PortError, assign_ports};
-pub use views::{StatusMap, role_of_path, routing_table, statuses};
+pub use views::{StatusMap, routing_table, statuses};
 
 /// Monotonic time since the controller started. The caller reads the clock; the core only
 /// compares these values.

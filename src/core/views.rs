@@ -4,8 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{
-    DesiredState, Phase, ProviderKind, Role, Route, RoutingTable, SlotName, SlotSpec, SlotStatus,
-    Target,
+    DesiredState, Phase, ProviderKind, Route, RoutingTable, SlotName, SlotSpec, SlotStatus, Target,
 };
 
 use super::{ObservedSlot, Time};
@@ -138,22 +137,10 @@ pub fn routing_table(
     RoutingTable { routes, by_model }
 }
 
-/// The endpoint family a `/v1` path belongs to, if it is one hal0 knows.
-pub fn role_of_path(path: &str) -> Option<Role> {
-    match path.trim_end_matches('/') {
-        "/v1/chat/completions" | "/v1/completions" => Some(Role::Chat),
-        "/v1/embeddings" => Some(Role::Embeddings),
-        "/v1/rerank" | "/v1/reranking" => Some(Role::Rerank),
-        "/v1/audio/transcriptions" | "/v1/audio/translations" => Some(Role::SpeechToText),
-        "/v1/audio/speech" => Some(Role::TextToSpeech),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Resolution;
+    use crate::model::{Resolution, Role};
 
     fn n(s: &str) -> SlotName {
         SlotName::parse(s).unwrap()

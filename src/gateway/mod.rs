@@ -1,1 +1,89 @@
-//! TODO
+//! The `/v1` front door: routes OpenAI-compatible requests by `model` to a slot, loading it on
+//! demand, and proxies them, streaming responses through unbuffered. It reads the routing table
+//! and statuses from `watch` channels and talks to the controller only through
+//! [`SlotControl`]; it never touches the runtime.
+//!
+//! - `control`  the SlotControl trait the controller implements for the gateway
+//! - `errors`   OpenAI-shaped errors
+//! - `models`   GET /v1/models, /v1/models/{id}
+//! - `wake`     wait for a slot to be ready, loading it if needed
+//! - `proxy`    forward a request to a slot, stream the response back
+//! - `routes`   POST /v1/*: read the body, find the model, wake, proxy
+
+mod control;
+mod errors;
+mod models;
+mod proxy;
+mod routes;
+mod wake;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use control::SlotControl;
+pub use errors::ApiError;
+
+use crate::model::{RoutingTable, SlotName, SlotStatus};
+
+/// Everything the gateway's handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct GatewayState {
+    pub routes: watch::Receiver<Arc<RoutingTable>>,
+    pub statuses: watch::Receiver<Arc<BTreeMap<SlotName, SlotStatus>>>,
+    pub control: Arc<dyn SlotControl>,
+    pub client: proxy::HttpClient,
+    /// How long a request waits for its slot to load.
+    pub load_timeout: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl GatewayState {
+    pub fn new(
+        routes: watch::Receiver<Arc<RoutingTable>>,
+        statuses: watch::Receiver<Arc<BTreeMap<SlotName, SlotStatus>>>,
+        control: Arc<dyn SlotControl>,
+        load_timeout: Duration,
+    ) -> Self {
+        GatewayState {
+            routes,
+            statuses,
+            control,
+            client: proxy::client(),
+            load_timeout,
+            max_body_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The gateway's routes.
+pub fn router(state: GatewayState) -> Router {
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::get_one))
+        .route("/v1/{*rest}", post(routes::forward))
+        .fallback(routes::not_found)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

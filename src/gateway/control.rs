@@ -1,0 +1,32 @@
+//! What the gateway needs from whoever runs the slots.
+
+use crate::model::SlotName;
+
+/// Implemented by the controller's handle; a fake in tests.
+pub trait SlotControl: Send + Sync + 'static {
+    /// A request wants this slot loaded.
+    fn wake(&self, slot: &SlotName);
+    /// A request to this slot started; it is not unloaded, evicted or restarted until finished.
+    fn request_started(&self, slot: &SlotName);
+    /// That request ended (completed, failed or cancelled).
+    fn request_finished(&self, slot: &SlotName);
+}
+
+/// Marks a request in flight for as long as it lives, response body included.
+pub struct InFlight {
+    control: std::sync::Arc<dyn SlotControl>,
+    slot: SlotName,
+}
+
+impl InFlight {
+    pub fn begin(control: std::sync::Arc<dyn SlotControl>, slot: SlotName) -> Self {
+        control.request_started(&slot);
+        InFlight { control, slot }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.control.request_finished(&self.slot);
+    }
+}

@@ -1,0 +1,154 @@
+//! Forwarding a request to a slot and streaming the answer back, chunk by chunk. When the
+//! client goes away, axum drops the response body, which drops the upstream body and closes
+//! that upstream connection: the provider sees the cancellation at once.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
+};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::ApiError;
+use super::control::InFlight;
+use crate::model::{Target, UpstreamAuth};
+
+pub type HttpClient = Client<HttpConnector, Body>;
+
+/// A pooled keep-alive client for local providers.
+pub fn client() -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(http)
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus ones we set.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, drop_auth: bool) {
+    for (k, v) in from {
+        let name = k.as_str();
+        if HOP_BY_HOP.contains(&name)
+            || (drop_auth && (name == "authorization" || name == "x-api-key"))
+        {
+            continue;
+        }
+        to.append(k.clone(), v.clone());
+    }
+}
+
+/// The URL a request for `path_and_query` (starting with `/v1/`) goes to.
+fn target_uri(target: &Target, path_and_query: &str) -> Result<Uri, ApiError> {
+    let s = match target {
+        Target::Local { port } => format!("http://127.0.0.1:{port}{path_and_query}"),
+        Target::Upstream { base_url, .. } => {
+            let rest = path_and_query.strip_prefix("/v1").unwrap_or(path_and_query);
+            format!("{base_url}{rest}")
+        }
+    };
+    s.parse().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            format!("bad upstream URL {s:?}: {e}"),
+        )
+    })
+}
+
+/// Sends the request and returns the upstream's response with its body streamed through.
+/// `in_flight` lives until the response body is finished or dropped.
+pub async fn forward(
+    client: &HttpClient,
+    target: &Target,
+    method: Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    in_flight: InFlight,
+) -> Result<Response<Body>, ApiError> {
+    let uri = target_uri(target, path_and_query)?;
+    if uri.scheme_str() == Some("https") {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "https upstreams are not supported by this build of hal0 yet",
+        )
+        .code("upstream_tls_unsupported"));
+    }
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                format!("cannot build upstream request: {e}"),
+            )
+        })?;
+    copy_headers(headers, req.headers_mut(), true);
+    if let Target::Upstream {
+        api_key_env: Some(env),
+        auth,
+        ..
+    } = target
+        && let Ok(key) = std::env::var(env)
+    {
+        let (name, value) = match auth {
+            UpstreamAuth::Bearer => (header::AUTHORIZATION, format!("Bearer {key}")),
+            UpstreamAuth::XApiKey => (HeaderName::from_static("x-api-key"), key),
+        };
+        if let Ok(mut v) = HeaderValue::from_str(&value) {
+            v.set_sensitive(true);
+            req.headers_mut().insert(name, v);
+        }
+    }
+    let resp = client.request(req).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            format!("upstream request failed: {e}"),
+        )
+        .code("upstream_error")
+    })?;
+    let (parts, incoming) = resp.into_parts();
+    let is_sse = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    // The guard rides along with the body: dropped when the body ends or the client leaves.
+    let body = incoming.map_frame(move |frame| {
+        let _keep = &in_flight;
+        frame
+    });
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
+    copy_headers(&parts.headers, out.headers_mut(), false);
+    if is_sse {
+        out.headers_mut()
+            .insert("x-accel-buffering", HeaderValue::from_static("no"));
+        out.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    Ok(out)
+}
