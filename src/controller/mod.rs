@@ -237,11 +237,6 @@ impl Controller {
 
     fn reconcile(&mut self) {
         self.sync_activity();
-        let before: BTreeMap<SlotName, Phase> = self
-            .observed
-            .iter()
-            .map(|(k, v)| (k.clone(), v.phase))
-            .collect();
         // Acting changes what is observed (a stop frees memory for a start in the same round,
         // idle may lead to an unload); a few rounds settle it.
         for _ in 0..4 {
