@@ -96,6 +96,20 @@ fn slot_names_must_match_the_pattern() {
             "[slots.\"a.b\"]\nprovider = \"flm\"\nmodel = \"flm:a\"\n",
             &[(1, 8, "slots.\"a.b\"", &["contains '.'"])],
         ),
+        (
+            "a badly named slot is still checked",
+            "[slots.My-Slot]\nprovider = \"llama.cpp\"\npriority = 500\n",
+            &[
+                (
+                    1,
+                    8,
+                    "slots.My-Slot",
+                    &["must start with a lowercase letter"],
+                ),
+                (1, 8, "slots.My-Slot", &["missing required key \"model\""]),
+                (3, 12, "slots.My-Slot.priority", &["must be from 0 to 100"]),
+            ],
+        ),
     ]);
 }
 
@@ -739,6 +753,31 @@ fn server_and_provider_overrides_are_checked() {
                 10,
                 "slots.a.memory",
                 &["16GiB is more than server.memory_budget (8GiB)"],
+            )],
+        ),
+        (
+            "zero load timeout",
+            "[server]\nload_timeout = \"0s\"\n",
+            &[(2, 16, "server.load_timeout", &["must be longer than 0s"])],
+        ),
+        (
+            "listen port inside the slot range",
+            "[server]\nlisten = \"127.0.0.1:8085\"\n",
+            &[(
+                2,
+                10,
+                "server.listen",
+                &["port 8085 lies inside server.port_range [8081, 8099]"],
+            )],
+        ),
+        (
+            "slot range widened over the default listen port",
+            "[server]\nport_range = [8000, 8100]\n",
+            &[(
+                2,
+                14,
+                "server.port_range",
+                &["includes port 8080, where hal0 itself listens"],
             )],
         ),
     ]);

@@ -8,7 +8,9 @@ use super::diagnostic::Sink;
 use super::slot::{self, SlotRead};
 use super::spans::{Field, KeySpans, Table, display_key};
 use super::suggest;
-use crate::model::{DesiredState, ProviderKind, ProviderOverride, ServerSettings};
+use crate::model::{
+    DesiredState, HumanDuration, ProviderKind, ProviderOverride, ServerSettings, SlotName,
+};
 
 /// The keys allowed at the top level of hal0.toml.
 pub(crate) const TOP_KEYS: [&str; 3] = ["server", "providers", "slots"];
@@ -37,7 +39,7 @@ pub(crate) struct Document {
     pub state: DesiredState,
     /// Where each `[server]` key and value was written.
     pub server: BTreeMap<&'static str, KeySpans>,
-    /// Every slot whose name and provider could be read, in file order.
+    /// Every slot whose provider could be read (its name may be invalid), in file order.
     pub slots: Vec<SlotRead>,
 }
 
@@ -66,7 +68,7 @@ pub(crate) fn document(sink: &mut Sink<'_>, root: &Table<'_, '_>) -> Document {
     doc.state.slots = doc
         .slots
         .iter()
-        .map(|s| (s.name.clone(), s.spec.clone()))
+        .filter_map(|s| Some((SlotName::parse(&s.name).ok()?, s.spec.clone())))
         .collect();
     doc
 }
@@ -95,7 +97,7 @@ fn server(sink: &mut Sink<'_>, t: &Table<'_, '_>, doc: &mut Document) {
             "api_keys" => set(&mut s.api_keys, api_keys(sink, &f)),
             "api_keys_file" => s.api_keys_file = f.non_empty_string(sink),
             "admin_token_env" => s.admin_token_env = f.env_var_name(sink),
-            "load_timeout" => set(&mut s.load_timeout, f.duration(sink)),
+            "load_timeout" => set(&mut s.load_timeout, load_timeout(sink, &f)),
             "stop_grace" => set(&mut s.stop_grace, f.duration(sink)),
             "unload_idle" => set(&mut s.unload_idle, f.bool(sink)),
             "state_dir" => s.state_dir = f.non_empty_string(sink),
@@ -124,6 +126,19 @@ fn listen(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<String> {
         return None;
     }
     Some(s)
+}
+
+/// A zero load timeout would fail every load at once.
+fn load_timeout(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<HumanDuration> {
+    let d = f.duration(sink)?;
+    if d.as_duration().is_zero() {
+        f.error(
+            sink,
+            "must be longer than 0s: every load would time out at once",
+        );
+        return None;
+    }
+    Some(d)
 }
 
 fn port_range(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<[u16; 2]> {

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use super::diagnostic::Sink;
 use super::spans::{At, Field, KeySpans, Node, Table, join, type_name};
-use crate::model::{Device, ProviderKind, Role, SlotName, SlotSpec, UpstreamAuth};
+use crate::model::{BUILTIN_SLOTS, Device, ProviderKind, Role, SlotName, SlotSpec, UpstreamAuth};
 
 /// The keys allowed in a slot table; one per `SlotSpec` field.
 pub(crate) const SLOT_KEYS: [&str; 17] = [
@@ -47,7 +47,9 @@ pub(crate) const AUTHS: [(UpstreamAuth, &str); 2] = [
 
 /// A slot read from the file, with where its parts were written.
 pub(crate) struct SlotRead {
-    pub name: SlotName,
+    /// The name as written; it may be invalid (already reported), but the slot's other rules
+    /// are still checked so that one run finds every problem.
+    pub name: String,
     /// The slot's name as written (`primary` in `[slots.primary]`): where problems with the
     /// slot as a whole, such as a missing key, are reported.
     pub name_span: Range<usize>,
@@ -63,6 +65,14 @@ pub(crate) struct SlotRead {
 }
 
 impl SlotRead {
+    /// The role a built-in slot must serve, or `None` for a custom slot.
+    pub fn builtin_role(&self) -> Option<Role> {
+        BUILTIN_SLOTS
+            .iter()
+            .find(|(n, _)| *n == self.name)
+            .map(|(_, r)| *r)
+    }
+
     /// The span of `key`'s value, else of the slot name.
     pub fn value_span(&self, key: &str) -> Range<usize> {
         self.fields
@@ -79,8 +89,8 @@ impl SlotRead {
     }
 }
 
-/// Read `[slots.<name>]`. Returns `None` when the slot cannot be checked further (a bad name,
-/// not a table, no usable provider); every problem found on the way is in `sink`.
+/// Read `[slots.<name>]`. Returns `None` when the slot cannot be checked further (not a
+/// table, no usable provider); every problem found on the way is in `sink`.
 pub(crate) fn read(
     sink: &mut Sink<'_>,
     slots: &Table<'_, '_>,
@@ -88,9 +98,9 @@ pub(crate) fn read(
     node: &Node<'_>,
 ) -> Option<SlotRead> {
     let path = join(&slots.path, name.value);
-    let slot_name = SlotName::parse(name.value)
-        .map_err(|e| sink.error(name.span.clone(), path.clone(), e.to_string()))
-        .ok();
+    if let Err(e) = SlotName::parse(name.value) {
+        sink.error(name.span.clone(), path.clone(), e.to_string());
+    }
     let table = Table::of(sink, node, path.clone())?;
     table.deny_unknown(sink, &SLOT_KEYS);
 
@@ -155,7 +165,7 @@ pub(crate) fn read(
     }
 
     Some(SlotRead {
-        name: slot_name?,
+        name: name.value.to_string(),
         name_span: name.span,
         path,
         fields,

@@ -3,6 +3,7 @@
 //! the most specific span it has: the offending value, else the offending key, else the slot.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::ops::Range;
 
 use super::diagnostic::Sink;
@@ -49,7 +50,7 @@ fn role_list(p: ProviderKind) -> String {
 /// be one its provider serves.
 fn roles(sink: &mut Sink<'_>, slot: &SlotRead) {
     let provider = slot.spec.provider;
-    let builtin = slot.name.builtin_role();
+    let builtin = slot.builtin_role();
     if let Some(role) = builtin
         && !provider.roles().contains(&role)
     {
@@ -193,6 +194,39 @@ fn ports(sink: &mut Sink<'_>, doc: &Document) {
         return;
     }
 
+    // hal0's own listener must not be handed to a slot. Blame listen if the file sets it,
+    // else the range that was widened over the default listen port.
+    if let Ok(addr) = server.listen.parse::<SocketAddr>()
+        && (lo..=hi).contains(&addr.port())
+    {
+        let port = addr.port();
+        let (key, message) = if doc.server.contains_key("listen") {
+            (
+                "listen",
+                format!(
+                    "port {port} lies inside server.port_range [{lo}, {hi}], which is reserved \
+                     for slots; listen on a port outside the range"
+                ),
+            )
+        } else {
+            (
+                "port_range",
+                format!(
+                    "[{lo}, {hi}] includes port {port}, where hal0 itself listens \
+                     (server.listen); keep the range clear of it"
+                ),
+            )
+        };
+        sink.error(
+            doc.server
+                .get(key)
+                .map(|s| s.value.clone())
+                .unwrap_or_default(),
+            format!("server.{key}"),
+            message,
+        );
+    }
+
     let mut pinned: BTreeMap<u16, &SlotRead> = BTreeMap::new();
     for slot in doc.slots.iter().filter(|s| s.spec.provider.runs_process()) {
         let Some(port) = slot.spec.port else { continue };
@@ -248,7 +282,7 @@ fn model_names(sink: &mut Sink<'_>, doc: &Document) {
     let mut claimed: BTreeMap<String, (&SlotRead, &'static str)> = doc
         .slots
         .iter()
-        .map(|s| (s.name.to_string(), (s, "slot name")))
+        .map(|s| (s.name.clone(), (s, "slot name")))
         .collect();
 
     struct Claim<'a> {
