@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::api::{self, ApiState, SlotAdmin};
 use crate::controller::{ControlHandle, Controller};
 use crate::core::RestartPolicy;
 use crate::gateway::{self, GatewayState, SlotControl};
@@ -26,6 +27,20 @@ impl SlotControl for ControlHandle {
 
     fn request_finished(&self, slot: &SlotName) {
         ControlHandle::request_finished(self, slot);
+    }
+}
+
+impl SlotAdmin for ControlHandle {
+    fn load(&self, slot: &SlotName) {
+        ControlHandle::load(self, slot);
+    }
+
+    fn unload(&self, slot: &SlotName) {
+        ControlHandle::unload(self, slot);
+    }
+
+    fn logs(&self, slot: &SlotName, n: usize) -> Option<Vec<String>> {
+        ControlHandle::logs(self, slot).map(|l| l.tail(n))
     }
 }
 
@@ -100,18 +115,18 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     let source_task = tokio::spawn(source.run(until_true(shutdown.clone())));
     let controller_task = tokio::spawn(controller.run(until_true(shutdown.clone())));
     let control: Arc<dyn SlotControl> = Arc::new(published.handle.clone());
+    let api = ApiState {
+        statuses: published.statuses.clone(),
+        admin: Arc::new(published.handle.clone()),
+    };
     let state = GatewayState::new(
         published.routes,
         published.statuses,
         control,
         server.load_timeout.as_duration(),
     );
-    let gateway_result = gateway::serve(
-        listener,
-        gateway::router(state),
-        until_true(shutdown.clone()),
-    )
-    .await;
+    let router = gateway::router(state).merge(api::router(api));
+    let gateway_result = gateway::serve(listener, router, until_true(shutdown.clone())).await;
 
     // The gateway has stopped accepting; stop the slots and wait for them.
     let _ = controller_task.await;

@@ -12,9 +12,11 @@
 //! - `controller` the loop: trigger → snapshot → plan → apply → publish; request activity · model, core, runtime
 //! - `gateway`    the /v1 front door: routing by model, proxy, wake-on-request, errors · model
 //! - `deviceplugin` kubelet device plugins: proto, sysfs discovery, gRPC server, registration · model
+//! - `api`        the management API under /api: slot statuses, load/unload, logs · model, config
 //! - `app`        composition root for `hal0 serve` · everything
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod controller;

@@ -87,7 +87,7 @@ impl fmt::Display for ByteSize {
         ] {
             if b >= size {
                 let v = b as f64 / size as f64;
-                return if b % size == 0 {
+                return if b.is_multiple_of(size) {
                     write!(f, "{}{unit}", b / size)
                 } else {
                     write!(f, "{v:.1}{unit}")

@@ -104,6 +104,18 @@ pub enum Role {
 }
 
 impl Role {
+    /// The endpoint family a `/v1` path belongs to, if it is one hal0 knows.
+    pub fn of_path(path: &str) -> Option<Role> {
+        match path.trim_end_matches('/') {
+            "/v1/chat/completions" | "/v1/completions" => Some(Role::Chat),
+            "/v1/embeddings" => Some(Role::Embeddings),
+            "/v1/rerank" | "/v1/reranking" => Some(Role::Rerank),
+            "/v1/audio/transcriptions" | "/v1/audio/translations" => Some(Role::SpeechToText),
+            "/v1/audio/speech" => Some(Role::TextToSpeech),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Chat => "chat",

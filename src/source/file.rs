@@ -44,18 +44,16 @@ pub enum SourceError {
     Invalid(#[from] ConfigErrors),
 }
 
+/// A freshly opened source and its two outputs.
+pub type Opened = (
+    FileSource,
+    watch::Receiver<Arc<DesiredState>>,
+    watch::Receiver<Arc<ConfigReport>>,
+);
+
 impl FileSource {
     /// Reads and validates the file once; hal0 does not start on an invalid config.
-    pub fn open(
-        path: &Path,
-    ) -> Result<
-        (
-            Self,
-            watch::Receiver<Arc<DesiredState>>,
-            watch::Receiver<Arc<ConfigReport>>,
-        ),
-        SourceError,
-    > {
+    pub fn open(path: &Path) -> Result<Opened, SourceError> {
         let text = std::fs::read_to_string(path).map_err(|source| SourceError::Read {
             path: path.to_path_buf(),
             source,
