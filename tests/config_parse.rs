@@ -100,3 +100,36 @@ fn the_example_hal0_toml_declares_the_four_builtin_slots() {
     assert_eq!(s.slots.len(), 4, "custom slots are commented out");
     assert!(s.provider_override(ProviderKind::LlamaCpp).is_some());
 }
+
+#[test]
+fn the_commented_out_slots_of_the_example_validate_when_uncommented() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("hal0.toml");
+    let text = std::fs::read_to_string(&example).unwrap_or_default();
+    let at = text
+        .find("# --- Custom slots")
+        .unwrap_or_else(|| panic!("the example has no custom-slot section"));
+    let (head, custom) = text.split_at(at);
+    // Uncomment TOML lines (`# [table]`, `# key = value`), keep prose comments.
+    let uncommented: Vec<&str> = custom
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with('[')
+                    || rest.split_once(" = ").is_some_and(|(k, _)| {
+                        k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect();
+    let text = format!("{head}{}\n", uncommented.join("\n"));
+    let s = parse(&example, &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(s.slots["fast"].aliases, ["autocomplete"]);
+    assert_eq!(
+        s.slots["openrouter"].provider,
+        ProviderKind::OpenAiCompatible
+    );
+    assert_eq!(s.slots.len(), 6);
+}
