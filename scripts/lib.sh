@@ -65,6 +65,21 @@ debian_mirror() {
     done | head -n1
 }
 
+# quietly LOGNAME CMD...: run CMD with its output in $HAL0_CACHE/logs/LOGNAME.log;
+# on failure show the log's last lines and return CMD's status.
+quietly() {
+    local name=$1 logf rc=0
+    shift
+    mkdir -p "$HAL0_CACHE/logs"
+    logf=$HAL0_CACHE/logs/$name.log
+    "$@" >"$logf" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        log "FAILED ($rc): $* -- last lines of $logf:"
+        tail -n 40 "$logf" >&2
+    fi
+    return "$rc"
+}
+
 # write_exec PATH: write stdin to PATH atomically and make it executable.
 write_exec() {
     local dest=$1 tmp

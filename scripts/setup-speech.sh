@@ -79,7 +79,7 @@ ensure_venv() {
     fi
     log "pip install $spec (into $dir)"
     # shellcheck disable=SC2086 # $spec is a list of requirement words
-    "$dir/bin/python" -m pip install -q --disable-pip-version-check $spec >&2
+    quietly "pip-$(basename "$dir")" "$dir/bin/python" -m pip install --disable-pip-version-check $spec
     printf '%s' "$spec" >"$dir/.hal0-spec"
 }
 

@@ -3,7 +3,7 @@
 #   1. install the real providers the tests use (scripts/setup-providers.sh, and
 #      scripts/setup-speech.sh when present), cached in
 #      ${HAL0_TEST_CACHE:-$HOME/.cache/hal0-test}; idempotent and quick once done;
-#   2. cargo test --all-targets, with these exported for the tests:
+#   2. cargo test --quiet --all-targets, with these exported for the tests:
 #        HAL0_LLAMA_SERVER  llama-server wrapper (executable)
 #        HAL0_SMOLLM2_GGUF  absolute path of SmolLM2-135M-Instruct.Q4_1.gguf
 #        HAL0_STT_SERVER    hal0-stt-server wrapper (--host H --port P)
@@ -46,8 +46,8 @@ run() {
     fi
 }
 
-run cargo test --all-targets "$@"
-run cargo clippy --all-targets -- -D warnings
+run cargo test --quiet --all-targets "$@"
+run cargo clippy --quiet --all-targets -- -D warnings
 run cargo fmt --check
 
 if [ "${#failed[@]}" -gt 0 ]; then
