@@ -649,17 +649,6 @@ fn model_names_route_to_one_slot() {
             )],
         ),
         (
-            "same model in two slots",
-            "[slots.a]\nprovider = \"llama.cpp\"\nmodel = \"file:/m/q.gguf\"\n\
-             [slots.b]\nprovider = \"llama.cpp\"\nmodel = \"hf:o/r/q.gguf\"\n",
-            &[(
-                6,
-                9,
-                "slots.b.model",
-                &["model id \"q\" is already claimed by slot \"a\" (as its model id)"],
-            )],
-        ),
-        (
             "upstream model equal to an alias",
             "[slots.a]\nprovider = \"flm\"\nmodel = \"flm:a\"\naliases = [\"gpt-4o\"]\n\
              [slots.up]\nprovider = \"openai-compatible\"\nupstream = \"https://x.example\"\nmodels = [\"gpt-4o\"]\n",
@@ -671,6 +660,15 @@ fn model_names_route_to_one_slot() {
             )],
         ),
     ]);
+    // Two slots may serve the same model file: routing picks by the endpoint's role.
+    assert!(
+        parse(
+            Path::new("hal0.toml"),
+            "[slots.a]\nprovider = \"llama.cpp\"\nmodel = \"file:/m/q.gguf\"\n\
+             [slots.b]\nprovider = \"llama.cpp\"\nmodel = \"hf:o/r/q.gguf\"\nrole = \"embeddings\"\n"
+        )
+        .is_ok()
+    );
     // A slot may repeat its own names.
     assert!(
         parse(

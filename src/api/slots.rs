@@ -19,12 +19,20 @@ pub struct ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
     }
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: "slot_not_found", message: format!("no slot named {name:?}") }
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "slot_not_found",
+        message: format!("no slot named {name:?}"),
+    }
 }
 
 fn find(state: &ApiState, name: &str) -> Result<(SlotName, SlotStatus), ApiError> {
@@ -34,7 +42,10 @@ fn find(state: &ApiState, name: &str) -> Result<(SlotName, SlotStatus), ApiError
         message: e.to_string(),
     })?;
     let statuses = state.statuses.borrow().clone();
-    let status = statuses.get(&slot).cloned().ok_or_else(|| not_found(name))?;
+    let status = statuses
+        .get(&slot)
+        .cloned()
+        .ok_or_else(|| not_found(name))?;
     Ok((slot, status))
 }
 
@@ -42,17 +53,26 @@ pub async fn list(State(state): State<ApiState>) -> Json<Vec<SlotStatus>> {
     Json(state.statuses.borrow().values().cloned().collect())
 }
 
-pub async fn get_one(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<SlotStatus>, ApiError> {
+pub async fn get_one(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<SlotStatus>, ApiError> {
     Ok(Json(find(&state, &name)?.1))
 }
 
-pub async fn load(State(state): State<ApiState>, Path(name): Path<String>) -> Result<(StatusCode, Json<SlotStatus>), ApiError> {
+pub async fn load(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<SlotStatus>), ApiError> {
     let (slot, status) = find(&state, &name)?;
     state.admin.load(&slot);
     Ok((StatusCode::ACCEPTED, Json(status)))
 }
 
-pub async fn unload(State(state): State<ApiState>, Path(name): Path<String>) -> Result<(StatusCode, Json<SlotStatus>), ApiError> {
+pub async fn unload(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<SlotStatus>), ApiError> {
     let (slot, status) = find(&state, &name)?;
     state.admin.unload(&slot);
     Ok((StatusCode::ACCEPTED, Json(status)))

@@ -276,7 +276,10 @@ fn ports(sink: &mut Sink<'_>, doc: &Document) {
     }
 }
 
-/// Each name a client may send as `model` routes to exactly one slot.
+/// Each name a client may send as `model` routes to exactly one slot. Model ids are not
+/// claims: two slots may serve the same model file (a chat slot and an embedding slot on one
+/// GGUF); the gateway then picks the one whose role serves the endpoint, and the slot names and
+/// aliases stay unambiguous.
 fn model_names(sink: &mut Sink<'_>, doc: &Document) {
     // Slot names are claimed first: if an alias collides with a slot name, the alias is wrong.
     let mut claimed: BTreeMap<String, (&SlotRead, &'static str)> = doc
@@ -294,15 +297,6 @@ fn model_names(sink: &mut Sink<'_>, doc: &Document) {
     }
     let mut claims: Vec<Claim<'_>> = Vec::new();
     for slot in &doc.slots {
-        if let Some(id) = slot.spec.model_id() {
-            claims.push(Claim {
-                slot,
-                name: id,
-                kind: "model id",
-                span: slot.value_span("model"),
-                path: slot.field_path("model"),
-            });
-        }
         for (key, kind, list) in [
             ("aliases", "alias", &slot.aliases),
             ("models", "upstream model", &slot.models),

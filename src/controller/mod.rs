@@ -261,7 +261,11 @@ impl Controller {
                 }
             }
         }
-        self.logged_phases = self.observed.iter().map(|(k, v)| (k.clone(), v.phase)).collect();
+        self.logged_phases = self
+            .observed
+            .iter()
+            .map(|(k, v)| (k.clone(), v.phase))
+            .collect();
         self.publish();
     }
 

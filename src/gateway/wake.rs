@@ -8,6 +8,9 @@ use tokio::time::Instant;
 use super::{ApiError, GatewayState};
 use crate::model::{Phase, SlotName, SlotStatus};
 
+/// See `until_serving`.
+const VERDICT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Seconds a client should wait before retrying a slot, from its observed load time.
 fn retry_after(status: &SlotStatus) -> u64 {
     let load_secs = status.last_load_ms.map_or(10, |ms| ms.div_ceil(1000));
@@ -23,7 +26,9 @@ fn retry_after(status: &SlotStatus) -> u64 {
 /// Waits until `slot` serves, waking it if needed.
 pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), ApiError> {
     let mut rx = state.statuses.clone();
-    let deadline = Instant::now() + state.load_timeout;
+    // The runtime gives up on a load at load_timeout and says why; wait a little longer so that
+    // verdict, not a bare timeout, reaches the client.
+    let deadline = Instant::now() + state.load_timeout + VERDICT_GRACE;
     let mut failures_at_start = None;
     loop {
         {
