@@ -13,12 +13,14 @@
 //! - `suggest`    "did you mean" by edit distance
 //! - `show`       the merged view with defaults filled in and secrets redacted
 //! - `cli`        `hal0 config validate|show`
+//! - `store`      atomic, comment-preserving slot edits with revision checks (API, CLI)
 
 pub mod cli;
 mod diagnostic;
 mod read;
 pub mod show;
 mod slot;
+pub mod store;
 mod spans;
 pub mod suggest;
 mod validate;

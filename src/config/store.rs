@@ -1,0 +1,528 @@
+//! The one way hal0 itself writes `hal0.toml` (the API, the dashboard, `hal0 slot add`): edit a
+//! slot table with `toml_edit` so the user's comments, ordering and formatting stay, validate the
+//! result with [`super::parse`] (the same rules as every read), and replace the file atomically
+//! (temp file + fsync + rename + fsync of the directory).
+//!
+//! Optimistic concurrency: a [`Revision`] is a hash of the file's bytes, so it changes with any
+//! edit, by hand or by hal0, and means the same to every process. A write names the revision it
+//! was based on; if the file changed since, the write fails with [`StoreError::Stale`] and the
+//! caller re-reads instead of overwriting someone's edit. The file watcher then applies the new
+//! file like any other edit: one path for every change.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value};
+
+use super::ConfigErrors;
+use super::slot::SLOT_KEYS;
+use crate::model::{DesiredState, NameError, SlotName};
+
+/// A hash of the config file's bytes: equal revisions mean identical files.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Revision(pub String);
+
+impl Revision {
+    pub fn of(text: &str) -> Self {
+        let digest = Sha256::digest(text.as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Revision(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The file as it is now.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub text: String,
+    pub revision: Revision,
+}
+
+/// A change to one `[slots.<name>]` table. Fields are the slot's TOML keys with JSON values
+/// (strings, numbers, booleans, arrays, objects for `env`).
+#[derive(Debug, Clone)]
+pub enum SlotChange {
+    /// Add a slot that does not exist yet.
+    Create { fields: Map<String, Json> },
+    /// Replace every field of an existing slot (keys not given are removed); a key that stays
+    /// keeps its comment.
+    Replace { fields: Map<String, Json> },
+    /// Change only the given fields; `null` removes a key.
+    Merge { fields: Map<String, Json> },
+    /// Remove the slot's table (with the comment above it).
+    Delete,
+}
+
+/// What a successful write produced.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub revision: Revision,
+    /// The validated new contents, as the file source will read them.
+    pub state: DesiredState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: cannot read the config file: {source}", path.display())]
+    ReadFailed {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: cannot write the config file: {source}", path.display())]
+    WriteFailed {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the config file changed since revision {expected} (it is now {current}); reload and try again"
+    )]
+    Stale {
+        expected: Revision,
+        current: Revision,
+    },
+    #[error("{0}")]
+    InvalidName(#[from] NameError),
+    #[error("a slot named {0:?} already exists")]
+    SlotExists(String),
+    #[error("no slot named {0:?} in the config file")]
+    SlotNotFound(String),
+    #[error("{field}: {message}")]
+    BadField { field: String, message: String },
+    /// The edit would leave the file invalid (or it already is and the edit does not fix it).
+    #[error("the change would make the config invalid:\n{0}")]
+    Invalid(ConfigErrors),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Reads and writes one config file.
+#[derive(Debug)]
+pub struct ConfigStore {
+    /// The file as named to hal0 (messages, validation).
+    path: PathBuf,
+    /// Serialises writes from this process: compare-revision-then-rename must not interleave.
+    /// A std `Mutex`: writes are short blocking file operations, never held across an await.
+    lock: Mutex<()>,
+}
+
+impl ConfigStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ConfigStore {
+            path: path.into(),
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn read(&self) -> Result<Snapshot> {
+        let text =
+            std::fs::read_to_string(&self.path).map_err(|source| StoreError::ReadFailed {
+                path: self.path.clone(),
+                source,
+            })?;
+        let revision = Revision::of(&text);
+        Ok(Snapshot { text, revision })
+    }
+
+    /// Applies `change` to slot `name` if the file is still at `expected` (any revision when
+    /// `None`), validates the result and writes it atomically.
+    pub fn apply(
+        &self,
+        name: &str,
+        change: &SlotChange,
+        expected: Option<&Revision>,
+    ) -> Result<Written> {
+        SlotName::parse(name)?;
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.read()?;
+        check_revision(expected, &before.revision)?;
+        let text = edit(&self.path, &before.text, name, change)?;
+        let state = super::parse(&self.path, &text).map_err(StoreError::Invalid)?;
+        // Last look before the rename: a hand edit since our read must not be overwritten.
+        check_revision(Some(&before.revision), &self.read()?.revision)?;
+        write_atomic(&self.path, &text).map_err(|source| StoreError::WriteFailed {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(Written {
+            revision: Revision::of(&text),
+            state,
+        })
+    }
+}
+
+fn check_revision(expected: Option<&Revision>, current: &Revision) -> Result<()> {
+    match expected {
+        Some(e) if e != current => Err(StoreError::Stale {
+            expected: e.clone(),
+            current: current.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The new file text after `change`; pure (no I/O), so it is unit-tested on strings.
+pub fn edit(path: &Path, text: &str, name: &str, change: &SlotChange) -> Result<String> {
+    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        // Report the syntax errors the way every read does.
+        match super::parse(path, text) {
+            Err(errors) => StoreError::Invalid(errors),
+            Ok(_) => StoreError::BadField {
+                field: String::new(),
+                message: format!("cannot edit the file: {e}"),
+            },
+        }
+    })?;
+    let slots = slots_table(&mut doc)?;
+    let exists = slots.contains_key(name);
+    match change {
+        SlotChange::Create { fields } => {
+            if exists {
+                return Err(StoreError::SlotExists(name.to_string()));
+            }
+            let mut table = Table::new();
+            table.decor_mut().set_prefix("\n");
+            for (key, value) in ordered(fields) {
+                if let Some(v) = to_toml(&format!("{name}.{key}"), value)? {
+                    table.insert(key, Item::Value(v));
+                }
+            }
+            slots.insert(name, Item::Table(table));
+        }
+        SlotChange::Replace { fields } | SlotChange::Merge { fields } => {
+            let merge = matches!(change, SlotChange::Merge { .. });
+            let table = slots
+                .get_mut(name)
+                .and_then(Item::as_table_like_mut)
+                .ok_or_else(|| StoreError::SlotNotFound(name.to_string()))?;
+            if !merge {
+                let gone: Vec<String> = table
+                    .iter()
+                    .map(|(k, _)| k.to_string())
+                    .filter(|k| !fields.get(k).is_some_and(|v| !v.is_null()))
+                    .collect();
+                for k in gone {
+                    table.remove(&k);
+                }
+            }
+            for (key, value) in ordered(fields) {
+                match to_toml(&format!("{name}.{key}"), value)? {
+                    None => {
+                        table.remove(key);
+                    }
+                    Some(mut v) => match table.get_mut(key) {
+                        Some(Item::Value(old)) => {
+                            *v.decor_mut() = old.decor().clone();
+                            *old = v;
+                        }
+                        _ => {
+                            table.insert(key, Item::Value(v));
+                        }
+                    },
+                }
+            }
+        }
+        SlotChange::Delete => {
+            if slots.remove(name).is_none() {
+                return Err(StoreError::SlotNotFound(name.to_string()));
+            }
+        }
+    }
+    Ok(doc.to_string())
+}
+
+/// `[slots]`, created (as an implicit table, so no bare `[slots]` header appears) if missing.
+fn slots_table(doc: &mut DocumentMut) -> Result<&mut Table> {
+    if !doc.contains_key("slots") {
+        let mut t = Table::new();
+        t.set_implicit(true);
+        doc.insert("slots", Item::Table(t));
+    }
+    doc.get_mut("slots")
+        .and_then(Item::as_table_mut)
+        .ok_or_else(|| StoreError::BadField {
+            field: "slots".into(),
+            message: "is not a table of [slots.<name>] tables; hal0 cannot edit it".into(),
+        })
+}
+
+/// Fields in the order `hal0.toml` documents them (provider, model, …), unknown keys last (the
+/// validation then names them).
+fn ordered(fields: &Map<String, Json>) -> Vec<(&str, &Json)> {
+    let rank = |k: &str| SLOT_KEYS.iter().position(|s| *s == k).unwrap_or(usize::MAX);
+    let mut v: Vec<(&str, &Json)> = fields.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    v.sort_by_key(|(k, _)| (rank(k), k.to_string()));
+    v
+}
+
+/// A JSON value as a TOML value; `None` for `null` (the key is left out or removed).
+fn to_toml(field: &str, v: &Json) -> Result<Option<Value>> {
+    let bad = |message: &str| StoreError::BadField {
+        field: field.to_string(),
+        message: message.to_string(),
+    };
+    Ok(Some(match v {
+        Json::Null => return Ok(None),
+        Json::Bool(b) => Value::from(*b),
+        Json::String(s) => Value::from(s.as_str()),
+        Json::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(f)) => Value::from(f),
+            _ => return Err(bad("number out of range")),
+        },
+        Json::Array(items) => {
+            let mut a = Array::new();
+            for (i, item) in items.iter().enumerate() {
+                let item = to_toml(&format!("{field}[{i}]"), item)?
+                    .ok_or_else(|| bad("arrays cannot hold null"))?;
+                a.push(item);
+            }
+            Value::Array(a)
+        }
+        Json::Object(map) => {
+            let mut t = InlineTable::new();
+            for (k, item) in map {
+                if let Some(item) = to_toml(&format!("{field}.{k}"), item)? {
+                    t.insert(k, item);
+                }
+            }
+            Value::InlineTable(t)
+        }
+    }))
+}
+
+/// Replaces `path` with `text`: a temp file in the same directory, fsync, rename over the file
+/// (the real file when `path` is a symlink, so the link stays), fsync of the directory.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = target
+        .file_name()
+        .map_or_else(|| "hal0.toml".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(
+        ".{file_name}.{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        if let Ok(meta) = std::fs::metadata(&target) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const FILE: &str = "\
+# my hal0 config
+[server]
+listen = \"127.0.0.1:8080\"   # keep me
+
+# the main chat model
+[slots.primary]
+provider = \"llama.cpp\"   # which server
+model = \"file:/m/a.gguf\"  # the model
+idle_timeout = \"10m\"
+
+# trailing comment
+";
+
+    fn fields(v: Json) -> Map<String, Json> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn apply(text: &str, name: &str, change: SlotChange) -> Result<String> {
+        let out = edit(Path::new("hal0.toml"), text, name, &change)?;
+        super::super::parse(Path::new("hal0.toml"), &out).map_err(StoreError::Invalid)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn creating_a_slot_keeps_every_comment_and_orders_its_keys() {
+        let f = fields(
+            json!({"idle_timeout": "30m", "model": "file:/m/b.gguf", "provider": "llama.cpp"}),
+        );
+        let out = apply(FILE, "fast", SlotChange::Create { fields: f }).unwrap();
+        for kept in [
+            "# my hal0 config",
+            "# keep me",
+            "# the main chat model",
+            "# which server",
+            "# trailing comment",
+        ] {
+            assert!(out.contains(kept), "{kept:?} lost:\n{out}");
+        }
+        assert!(
+            out.contains("[slots.fast]\nprovider = \"llama.cpp\"\nmodel = \"file:/m/b.gguf\"\nidle_timeout = \"30m\"\n"),
+            "{out}"
+        );
+        assert!(out.find("[slots.primary]") < out.find("[slots.fast]"));
+        assert!(!out.contains("[slots]\n"), "{out}");
+    }
+
+    #[test]
+    fn creating_into_a_file_without_slots_adds_the_table() {
+        let out = apply("[server]\n", "a", SlotChange::Create {
+            fields: fields(json!({"provider": "llama.cpp", "model": "file:/m/a.gguf", "env": {"X": "1"}, "args": ["--a", "b"]})),
+        })
+        .unwrap();
+        assert!(out.contains("[slots.a]\n"), "{out}");
+        assert!(out.contains("args = [\"--a\", \"b\"]"), "{out}");
+    }
+
+    #[test]
+    fn an_existing_slot_cannot_be_created_twice() {
+        let f = fields(json!({"provider": "llama.cpp"}));
+        assert!(matches!(
+            apply(FILE, "primary", SlotChange::Create { fields: f }),
+            Err(StoreError::SlotExists(_))
+        ));
+    }
+
+    #[test]
+    fn replacing_keeps_comments_on_kept_keys_and_drops_missing_keys() {
+        let f = fields(json!({"provider": "llama.cpp", "model": "file:/m/c.gguf"}));
+        let out = apply(FILE, "primary", SlotChange::Replace { fields: f }).unwrap();
+        assert!(
+            out.contains("model = \"file:/m/c.gguf\"  # the model"),
+            "{out}"
+        );
+        assert!(
+            out.contains("provider = \"llama.cpp\"   # which server"),
+            "{out}"
+        );
+        assert!(!out.contains("idle_timeout"), "{out}");
+    }
+
+    #[test]
+    fn merging_changes_only_the_given_keys_and_null_removes() {
+        let f = fields(json!({"idle_timeout": null, "pinned": true}));
+        let out = apply(FILE, "primary", SlotChange::Merge { fields: f }).unwrap();
+        assert!(!out.contains("idle_timeout"), "{out}");
+        assert!(out.contains("pinned = true"), "{out}");
+        assert!(
+            out.contains("model = \"file:/m/a.gguf\"  # the model"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn deleting_removes_the_table_and_its_leading_comment_only() {
+        let out = apply(FILE, "primary", SlotChange::Delete).unwrap();
+        assert!(!out.contains("primary"), "{out}");
+        assert!(!out.contains("# the main chat model"), "{out}");
+        assert!(
+            out.contains("# keep me") && out.contains("# my hal0 config"),
+            "{out}"
+        );
+        assert!(matches!(
+            apply(FILE, "nope", SlotChange::Delete),
+            Err(StoreError::SlotNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn an_invalid_result_is_refused_with_the_config_errors() {
+        let f = fields(
+            json!({"provider": "llama.cpp", "model": "file:/m/x.gguf", "idle_timout": "1m"}),
+        );
+        let Err(StoreError::Invalid(errs)) = apply(FILE, "x", SlotChange::Create { fields: f })
+        else {
+            panic!("expected invalid")
+        };
+        let text = errs.to_string();
+        assert!(text.contains("slots.x.idle_timout"), "{text}");
+        assert!(text.contains("did you mean \"idle_timeout\""), "{text}");
+    }
+
+    #[test]
+    fn a_write_against_an_old_revision_is_stale_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hal0.toml");
+        std::fs::write(&path, FILE).unwrap();
+        let store = ConfigStore::new(&path);
+        let old = store.read().unwrap().revision;
+        let hand_edit = FILE.replace("10m", "20m");
+        std::fs::write(&path, &hand_edit).unwrap();
+        let f = fields(json!({"provider": "llama.cpp", "model": "file:/m/b.gguf"}));
+        let err = store
+            .apply(
+                "fast",
+                &SlotChange::Create { fields: f.clone() },
+                Some(&old),
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Stale { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), hand_edit);
+        let now = store.read().unwrap().revision;
+        let w = store
+            .apply("fast", &SlotChange::Create { fields: f }, Some(&now))
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("20m") && text.contains("[slots.fast]"),
+            "{text}"
+        );
+        assert_eq!(w.revision, Revision::of(&text));
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn writing_through_a_symlink_keeps_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.toml");
+        let link = dir.path().join("hal0.toml");
+        std::fs::write(&real, FILE).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let store = ConfigStore::new(&link);
+        store.apply("primary", &SlotChange::Delete, None).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(!std::fs::read_to_string(&real).unwrap().contains("primary"));
+    }
+}
