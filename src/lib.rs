@@ -13,16 +13,22 @@
 //! - `gateway`    the /v1 front door: routing by model, proxy, wake-on-request, errors · model
 //! - `deviceplugin` kubelet device plugins: proto, sysfs discovery, gRPC server, registration · model
 //! - `api`        the management API under /api: slot statuses, load/unload, logs · model, config
+//! - `crd`        the Slot custom resource (hal0.dev/v1alpha1) around model::SlotSpec · model
+//! - `kubernetes` Slot → Deployment + Service (pure), the Slot controller, in-cluster wake · model, crd, providers, config
 //! - `app`        composition root for `hal0 serve` · everything
+//! - `app_kube`   composition root for `hal0 controller` and `hal0 serve --source kube` · everything
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod app;
+pub mod app_kube;
 pub mod config;
 pub mod controller;
 pub mod core;
+pub mod crd;
 pub mod deviceplugin;
 pub mod gateway;
+pub mod kubernetes;
 pub mod model;
 pub mod providers;
 pub mod runtime;

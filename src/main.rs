@@ -23,7 +23,16 @@ enum Command {
         /// Config file (default: $HAL0_CONFIG, else ./hal0.toml).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Where slots are declared: `file` (hal0.toml) or `kube` (Slot resources, in-cluster).
+        #[arg(long, value_enum, default_value = "file")]
+        source: hal0::app_kube::Source,
+        #[command(flatten)]
+        kube: hal0::app_kube::KubeServeArgs,
     },
+    /// Print the Slot CustomResourceDefinition (the YAML in crds/slot.yaml).
+    Crd,
+    /// Reconcile Slot resources into Deployments and Services (runs in the cluster).
+    Controller(hal0::app_kube::ControllerArgs),
     /// Check or print hal0.toml.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -65,9 +74,14 @@ fn main() -> ExitCode {
     }
     init_tracing();
     let result = match cli.command {
-        Command::Serve { config } => {
-            run_async(hal0::app::serve(hal0::config::resolve_path(config)))
-        }
+        Command::Serve {
+            config,
+            source: hal0::app_kube::Source::File,
+            ..
+        } => run_async(hal0::app::serve(hal0::config::resolve_path(config))),
+        Command::Serve { kube, .. } => run_async(hal0::app_kube::serve(kube)),
+        Command::Crd => return hal0::app_kube::print_crd(),
+        Command::Controller(args) => run_async(hal0::app_kube::controller(args)),
         Command::Config(ConfigCommand::Validate { config }) => {
             return hal0::config::cli::validate(&hal0::config::resolve_path(config));
         }

@@ -1,7 +1,7 @@
 //! LaunchSpec → the command that starts the provider.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::model::{Device, LaunchSpec, ProviderKind, Role, model_id_of};
 
@@ -71,6 +71,21 @@ pub fn health_path(provider: ProviderKind) -> &'static str {
 /// Builds the command for a slot. File model refs must exist (a missing file is an error that
 /// names the path); `models_dir` is where `hf:` refs live.
 pub fn build_command(launch: &LaunchSpec, models_dir: &Path) -> Result<Command, ProviderError> {
+    build_command_with(launch, "127.0.0.1", |model_ref, original| {
+        model_ref.existing_path(original, models_dir)
+    })
+}
+
+/// The one place a provider's argv is built, shared by the process runtime and the Kubernetes
+/// pods. `host` is the address the provider binds (loopback on one box; `0.0.0.0` in a pod,
+/// behind its Service); `resolve_model` turns a model ref into the local file to pass, or
+/// `None` for a name the provider resolves itself. The pod's resolver does not touch the
+/// filesystem: the file lives on the pod's model volume.
+pub fn build_command_with(
+    launch: &LaunchSpec,
+    host: &str,
+    resolve_model: impl Fn(&ModelRef, &str) -> Result<Option<PathBuf>, ModelRefError>,
+) -> Result<Command, ProviderError> {
     let slot = launch.slot.to_string();
     if !launch.provider.runs_process() {
         return Err(ProviderError::NoProcess {
@@ -90,9 +105,7 @@ pub fn build_command(launch: &LaunchSpec, models_dir: &Path) -> Result<Command, 
         source,
     };
     let model_ref = ModelRef::parse(model).map_err(model_err)?;
-    let path = model_ref
-        .existing_path(model, models_dir)
-        .map_err(model_err)?;
+    let path = resolve_model(&model_ref, model).map_err(model_err)?;
     let model_arg = path.map_or_else(|| named(&model_ref, model), |p| p.display().to_string());
     let model_id = model_id_of(model);
     let port = launch.port.to_string();
@@ -118,7 +131,7 @@ pub fn build_command(launch: &LaunchSpec, models_dir: &Path) -> Result<Command, 
                 s("-m"),
                 model_arg,
                 s("--host"),
-                s("127.0.0.1"),
+                s(host),
                 s("--port"),
                 port,
                 s("--alias"),
@@ -134,12 +147,12 @@ pub fn build_command(launch: &LaunchSpec, models_dir: &Path) -> Result<Command, 
             }
         }
         ProviderKind::Flm => {
-            args.extend([model_arg, s("--host"), s("127.0.0.1"), s("--port"), port]);
+            args.extend([model_arg, s("--host"), s(host), s("--port"), port]);
         }
         ProviderKind::Moonshine | ProviderKind::Kokoro => {
             args.extend([
                 s("--host"),
-                s("127.0.0.1"),
+                s(host),
                 s("--port"),
                 port,
                 s("--model"),
@@ -253,8 +266,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.to_string()
-                .contains("/models/org/repo/none.gguf"),
+            err.to_string().contains("/models/org/repo/none.gguf"),
             "{err}"
         );
     }

@@ -8,5 +8,7 @@
 mod command;
 mod model_ref;
 
-pub use command::{Command, ProviderError, build_command, default_program, health_path};
+pub use command::{
+    Command, ProviderError, build_command, build_command_with, default_program, health_path,
+};
 pub use model_ref::{ModelRef, ModelRefError, expand_home};

@@ -2,7 +2,9 @@
 //! `watch` channel. A bad input is reported and the last good state stays.
 //!
 //! - `file`  hal0.toml under notify + a poll fallback, debounced
+//! - `kube`  the Slots of a namespace (reflector) → routing table + statuses, for the in-cluster gateway
 
 pub mod file;
+pub mod kube;
 
 pub use file::{ConfigReport, FileSource};

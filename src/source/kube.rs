@@ -1,0 +1,130 @@
+//! The kube source for the in-cluster gateway: a reflector over the Slots of one namespace,
+//! projected into the same `RoutingTable` and statuses the gateway reads on one box. The
+//! projection reuses the core's `routing_table` and `statuses`; only the targets differ (a
+//! Slot's Service instead of a local port).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use tokio::sync::watch;
+
+use crate::core::{self, ObservedSlot, StatusMap};
+use crate::crd::{Slot, conditions};
+use crate::kubernetes::names;
+use crate::kubernetes::validate::validate;
+use crate::model::{DesiredState, Phase, RoutingTable, SlotName, Target, UpstreamAuth};
+
+/// What a Slot's status means to the gateway.
+fn observed(slot: &Slot) -> ObservedSlot {
+    let status = slot.status.as_ref();
+    let degraded = status
+        .and_then(|s| s.condition(conditions::DEGRADED))
+        .filter(|c| c.status == "True");
+    let mut phase = status.and_then(|s| s.phase).unwrap_or(Phase::Stopped);
+    if degraded.is_some() && slot.spec.desired_replicas() > 0 {
+        // Parked until a human fixes it: fail requests at once instead of waiting for a load.
+        phase = Phase::CrashLoop;
+    }
+    // Pods still running after a scale to zero do not serve new requests: wake them again.
+    if phase == Phase::Unloading {
+        phase = Phase::Stopped;
+    }
+    ObservedSlot {
+        phase,
+        last_error: degraded.map(|c| format!("{}: {}", c.reason, c.message)),
+        ..ObservedSlot::default()
+    }
+}
+
+/// Projects Slots into the gateway's routing table and statuses. Slots whose spec is invalid
+/// are left out (the controller marks them Degraded). `port` is the slot Service port used
+/// when a Slot has no `status.endpoint` yet.
+pub fn views(slots: &[Arc<Slot>], namespace: &str, port: u16) -> (RoutingTable, StatusMap) {
+    let mut desired = DesiredState::default();
+    let mut obs: BTreeMap<SlotName, ObservedSlot> = BTreeMap::new();
+    let mut endpoints: BTreeMap<SlotName, String> = BTreeMap::new();
+    for slot in slots {
+        let Ok(name) = validate(slot) else {
+            continue;
+        };
+        let ns = slot.metadata.namespace.as_deref().unwrap_or(namespace);
+        let endpoint = slot
+            .status
+            .as_ref()
+            .and_then(|s| s.endpoint.clone())
+            .filter(|e| e.starts_with("http://"))
+            .unwrap_or_else(|| names::endpoint(&name, ns, port));
+        endpoints.insert(name.clone(), endpoint);
+        obs.insert(name.clone(), observed(slot));
+        desired.slots.insert(name, slot.spec.slot.clone());
+    }
+    let ports: BTreeMap<SlotName, u16> = desired.slots.keys().map(|n| (n.clone(), port)).collect();
+    let mut table = core::routing_table(&desired, &obs, &ports);
+    for route in table.routes.values_mut() {
+        if let (Target::Local { .. }, Some(endpoint)) = (&route.target, endpoints.get(&route.slot)) {
+            route.target = Target::Upstream {
+                base_url: format!("{}/v1", endpoint.trim_end_matches('/')),
+                api_key_env: None,
+                auth: UpstreamAuth::default(),
+            };
+        }
+    }
+    let mut statuses = core::statuses(&desired, &obs, &BTreeMap::new(), core::Time::ZERO, 0);
+    for (name, status) in statuses.iter_mut() {
+        if let Some(slot) = slots.iter().find(|s| s.metadata.name.as_deref() == Some(name.as_str())) {
+            status.last_request_unix_ms = slot
+                .status
+                .as_ref()
+                .and_then(|s| s.last_activity.as_ref())
+                .and_then(|t| u64::try_from(t.0.as_millisecond()).ok());
+        }
+    }
+    (table, statuses)
+}
+
+/// Watches the Slots of `api` and publishes the routing table and statuses on every change,
+/// until `shutdown` resolves. The watcher retries with backoff; the last views stay meanwhile.
+pub async fn run(
+    api: Api<Slot>,
+    namespace: String,
+    port: u16,
+    routes: watch::Sender<Arc<RoutingTable>>,
+    statuses: watch::Sender<Arc<StatusMap>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (reader, writer) = reflector::store();
+    let stream = reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
+        .touched_objects();
+    let publish = async {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "watching Slots failed; retrying");
+                continue;
+            }
+            let (table, status) = views(&reader.state(), &namespace, port);
+            routes.send_if_modified(|cur| {
+                let changed = **cur != table;
+                if changed {
+                    *cur = Arc::new(table);
+                }
+                changed
+            });
+            statuses.send_if_modified(|cur| {
+                let changed = **cur != status;
+                if changed {
+                    *cur = Arc::new(status);
+                }
+                changed
+            });
+        }
+    };
+    tokio::select! {
+        () = publish => {}
+        () = shutdown => {}
+    }
+}
