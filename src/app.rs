@@ -8,7 +8,9 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState, SlotAdmin};
+use crate::config::store::ConfigStore;
 use crate::controller::{ControlHandle, Controller};
+use crate::dashboard;
 use crate::core::RestartPolicy;
 use crate::gateway::{self, GatewayState, SlotControl};
 use crate::model::{ServerSettings, SlotName};
@@ -91,7 +93,7 @@ async fn until_true(mut rx: watch::Receiver<bool>) {
 
 /// Runs hal0 on `config` until `shutdown` becomes true.
 pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let (source, desired_rx, _report) = FileSource::open(config)?;
+    let (source, desired_rx, reports) = FileSource::open(config)?;
     let server = desired_rx.borrow().server.clone();
 
     let state_dir = state_dir(&server);
@@ -105,6 +107,7 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         state_dir: Some(state_dir),
         ..RuntimeConfig::default()
     };
+    let desired_for_api = desired_rx.clone();
     let (controller, published) = Controller::new(desired_rx, runtime, RestartPolicy::default());
 
     let listener = tokio::net::TcpListener::bind(&server.listen)
@@ -117,7 +120,11 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     let control: Arc<dyn SlotControl> = Arc::new(published.handle.clone());
     let api = ApiState {
         statuses: published.statuses.clone(),
+        desired: desired_for_api,
+        reports,
+        store: Arc::new(ConfigStore::new(config)),
         admin: Arc::new(published.handle.clone()),
+        listen: listener.local_addr()?,
     };
     let state = GatewayState::new(
         published.routes,
@@ -125,7 +132,9 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         control,
         server.load_timeout.as_duration(),
     );
-    let router = gateway::router(state).merge(api::router(api));
+    let router = gateway::router(state)
+        .merge(api::router(api))
+        .merge(dashboard::router());
     let gateway_result = gateway::serve(listener, router, until_true(shutdown.clone())).await;
 
     // The gateway has stopped accepting; stop the slots and wait for them.

@@ -12,7 +12,10 @@
 //! - `controller` the loop: trigger → snapshot → plan → apply → publish; request activity · model, core, runtime
 //! - `gateway`    the /v1 front door: routing by model, proxy, wake-on-request, errors · model
 //! - `deviceplugin` kubelet device plugins: proto, sysfs discovery, gRPC server, registration · model
-//! - `api`        the management API under /api: slot statuses, load/unload, logs · model, config
+//! - `api`        the management API under /api: slots, writes through the file, events, OpenAPI · model, config, source
+//! - `dashboard`  the web UI at /, assets embedded in the binary · api (over HTTP)
+//! - `pull`       hf: model downloads: resume, checksum, atomic rename, progress · providers
+//! - `cli`        `hal0 slot …` and `hal0 model …`: daemon client, direct file edits, pulls · api, config, pull
 //! - `crd`        the Slot custom resource (hal0.dev/v1alpha1) around model::SlotSpec · model
 //! - `kubernetes` Slot → Deployment + Service (pure), the Slot controller, in-cluster wake · model, crd, providers, config
 //! - `app`        composition root for `hal0 serve` · everything
@@ -22,14 +25,17 @@
 pub mod api;
 pub mod app;
 pub mod app_kube;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod core;
 pub mod crd;
+pub mod dashboard;
 pub mod deviceplugin;
 pub mod gateway;
 pub mod kubernetes;
 pub mod model;
 pub mod providers;
+pub mod pull;
 pub mod runtime;
 pub mod source;

@@ -36,6 +36,10 @@ enum Command {
     /// Check or print hal0.toml.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage slots through the running hal0: list, status, load, unload, add, remove, logs.
+    Slot(hal0::cli::SlotArgs),
+    /// Download hf: models into server.models_dir, list them.
+    Model(hal0::cli::ModelArgs),
     /// Run a kubelet device plugin for the AMD iGPU or the XDNA NPU.
     DevicePlugin(hal0::deviceplugin::DevicePluginArgs),
     /// Internal: how hal0 starts providers so they die with it.
@@ -82,6 +86,8 @@ fn main() -> ExitCode {
         Command::Serve { kube, .. } => run_async(hal0::app_kube::serve(kube)),
         Command::Crd => return hal0::app_kube::print_crd(),
         Command::Controller(args) => run_async(hal0::app_kube::controller(args)),
+        Command::Slot(args) => return hal0::cli::slot(args),
+        Command::Model(args) => return hal0::cli::model(args),
         Command::Config(ConfigCommand::Validate { config }) => {
             return hal0::config::cli::validate(&hal0::config::resolve_path(config));
         }

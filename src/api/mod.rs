@@ -1,17 +1,41 @@
-//! The management API under `/api`: slot statuses, load and unload, provider logs.
+//! The management API under `/api`: every slot's status and spec, create/update/delete through
+//! the config file, load and unload, provider logs (tail and follow), a live event stream, the
+//! config's errors, and an OpenAPI document generated from the handlers' types.
 //!
-//! - `slots`  GET /api/slots, GET /api/slots/{name}, POST load/unload, GET logs
+//! - `error`    ApiError: JSON `{"error":{"code","message","details"}}` with a status
+//! - `auth`     the admin token and cross-origin check on writes
+//! - `views`    the response and request types (their JSON Schemas feed the OpenAPI document)
+//! - `slots`    GET /api/slots, GET /api/slots/{name}, POST load/unload
+//! - `write`    POST /api/slots, PUT/PATCH/DELETE /api/slots/{name}: edits of hal0.toml
+//! - `logs`     GET /api/slots/{name}/logs (tail, or follow as SSE)
+//! - `events`   GET /api/events: SSE of slot state changes and config reloads
+//! - `config`   GET /api/config, GET /api/config/errors
+//! - `openapi`  GET /api/openapi.json
 
+mod auth;
+mod config;
+mod error;
+mod events;
+mod logs;
+pub mod openapi;
 mod slots;
+pub mod views;
+mod write;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::middleware;
+use axum::routing::{any, get, post};
 use tokio::sync::watch;
 
-use crate::model::{SlotName, SlotStatus};
+pub use error::ApiError;
+
+use crate::config::store::ConfigStore;
+use crate::model::{DesiredState, SlotName, SlotStatus};
+use crate::source::ConfigReport;
 
 /// What the API needs from whoever runs the slots.
 pub trait SlotAdmin: Send + Sync + 'static {
@@ -22,19 +46,54 @@ pub trait SlotAdmin: Send + Sync + 'static {
     fn logs(&self, slot: &SlotName, n: usize) -> Option<Vec<String>>;
 }
 
-/// Shared by the API handlers.
+/// Shared by the API handlers. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
+    /// Every declared slot's observed status, from the controller.
     pub statuses: watch::Receiver<Arc<BTreeMap<SlotName, SlotStatus>>>,
+    /// The config as last applied: slot specs and the server settings (admin token).
+    pub desired: watch::Receiver<Arc<DesiredState>>,
+    /// The outcome of the file source's last read (rejected edits and their errors).
+    pub reports: watch::Receiver<Arc<ConfigReport>>,
+    /// Writes go through the file: the watcher then applies them like any other edit.
+    pub store: Arc<ConfigStore>,
     pub admin: Arc<dyn SlotAdmin>,
+    /// The address hal0 is bound to: writes need the admin token beyond loopback.
+    pub listen: SocketAddr,
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/api/slots", get(slots::list))
-        .route("/api/slots/{name}", get(slots::get_one))
+        .route("/api/slots", get(slots::list).post(write::create))
+        .route(
+            "/api/slots/{name}",
+            get(slots::get_one)
+                .put(write::replace)
+                .patch(write::merge)
+                .delete(write::delete),
+        )
         .route("/api/slots/{name}/load", post(slots::load))
         .route("/api/slots/{name}/unload", post(slots::unload))
-        .route("/api/slots/{name}/logs", get(slots::logs))
+        .route("/api/slots/{name}/logs", get(logs::logs))
+        .route("/api/events", get(events::events))
+        .route("/api/config", get(config::state))
+        .route("/api/config/errors", get(config::errors))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/{*rest}", any(unknown))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ))
         .with_state(state)
+}
+
+async fn unknown(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "unknown_endpoint",
+        format!(
+            "{} is not an API endpoint; see /api/openapi.json",
+            uri.path()
+        ),
+    )
 }

@@ -220,7 +220,7 @@ pub fn edit(path: &Path, text: &str, name: &str, change: &SlotChange) -> Result<
                 let gone: Vec<String> = table
                     .iter()
                     .map(|(k, _)| k.to_string())
-                    .filter(|k| !fields.get(k).is_some_and(|v| !v.is_null()))
+                    .filter(|k| fields.get(k).is_none_or(|v| v.is_null()))
                     .collect();
                 for k in gone {
                     table.remove(&k);

@@ -1,0 +1,411 @@
+//! `hal0 slot list|status|load|unload|add|remove|logs`.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use http::Method;
+use serde_json::{Map, Value, json};
+
+use super::client::{ClientError, Daemon};
+use super::{SlotArgs, SlotCommand, load_config, url_of_listen};
+use crate::config::store::{ConfigStore, SlotChange};
+
+pub async fn run(args: SlotArgs) -> anyhow::Result<ExitCode> {
+    let config_path = crate::config::resolve_path(args.target.config.clone());
+    let config = load_config(&config_path);
+    let base = args.target.url.clone().unwrap_or_else(|| {
+        url_of_listen(
+            config
+                .as_ref()
+                .map_or("127.0.0.1:8080", |c| c.server.listen.as_str()),
+        )
+    });
+    let token = args.target.token.clone().or_else(|| {
+        let var = config.as_ref()?.server.admin_token_env.clone()?;
+        std::env::var(var).ok().filter(|t| !t.is_empty())
+    });
+    let d = Daemon::new(&base, token);
+    let result = match args.command {
+        SlotCommand::List { json } => list(&d, json).await,
+        SlotCommand::Status { name, json } => status(&d, &name, json).await,
+        SlotCommand::Load { name, timeout } => load(&d, &name, Duration::from_secs(timeout)).await,
+        SlotCommand::Unload { name, timeout } => {
+            unload(&d, &name, Duration::from_secs(timeout)).await
+        }
+        SlotCommand::Add {
+            name,
+            provider,
+            model,
+            idle_timeout,
+            device,
+        } => {
+            let mut fields = Map::new();
+            fields.insert("provider".into(), json!(provider));
+            fields.insert("model".into(), json!(model));
+            if let Some(t) = idle_timeout {
+                fields.insert("idle_timeout".into(), json!(t));
+            }
+            if let Some(dev) = device {
+                fields.insert("device".into(), json!(dev));
+            }
+            edit(&d, &config_path, &name, SlotChange::Create { fields }).await
+        }
+        SlotCommand::Remove { name } => edit(&d, &config_path, &name, SlotChange::Delete).await,
+        SlotCommand::Logs { name, follow, tail } => logs(&d, &name, follow, tail).await,
+    };
+    match result {
+        Ok(code) => Ok(code),
+        Err(e) => match e.downcast::<ClientError>() {
+            Ok(ClientError::Unreachable { url, reason }) => {
+                eprintln!(
+                    "hal0: hal0 is not running at {url} ({reason}).\n      Start it with `hal0 serve`, or point --url or HAL0_URL at it."
+                );
+                Ok(ExitCode::from(2))
+            }
+            Ok(ClientError::Api {
+                message, details, ..
+            }) => {
+                eprintln!("hal0: {message}");
+                print_diagnostics(&details);
+                Ok(ExitCode::FAILURE)
+            }
+            Ok(other) => Err(other.into()),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+fn print_diagnostics(details: &Value) {
+    for d in details["diagnostics"].as_array().into_iter().flatten() {
+        let field = d["field"].as_str().unwrap_or_default();
+        let message = d["message"].as_str().unwrap_or_default();
+        eprintln!("  {field}: {message}");
+    }
+}
+
+fn slot_path(name: &str) -> String {
+    format!("/api/slots/{name}")
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("-")
+}
+
+fn num(v: &Value, key: &str) -> String {
+    v[key]
+        .as_u64()
+        .map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
+/// 1.5 GiB, 300 MiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+fn ago(unix_ms: Option<u64>) -> String {
+    let Some(ms) = unix_ms else {
+        return "never".into();
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let secs = now.saturating_sub(ms) / 1000;
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
+}
+
+fn memory(v: &Value) -> String {
+    match (v["memory_measured"].as_u64(), v["memory_estimate"].as_u64()) {
+        (Some(m), _) => human_bytes(m),
+        (None, Some(e)) => format!("~{}", human_bytes(e)),
+        _ => "-".into(),
+    }
+}
+
+async fn list(d: &Daemon, json: bool) -> anyhow::Result<ExitCode> {
+    let list = d.get("/api/slots").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![
+        [
+            "NAME",
+            "STATE",
+            "PROVIDER",
+            "MODEL",
+            "PORT",
+            "PID",
+            "MEMORY",
+            "LAST REQUEST",
+        ]
+        .map(String::from),
+    ];
+    for v in list["slots"].as_array().into_iter().flatten() {
+        rows.push([
+            s(v, "name").to_string(),
+            s(v, "phase").to_string(),
+            s(v, "provider").to_string(),
+            v["model"]
+                .as_str()
+                .or(v["spec"]["upstream"].as_str())
+                .unwrap_or("-")
+                .to_string(),
+            num(v, "port"),
+            num(v, "pid"),
+            memory(v),
+            ago(v["last_request_unix_ms"].as_u64()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    if rows.len() == 1 {
+        println!("(no slots declared)");
+    }
+    for e in list["config_errors"].as_array().into_iter().flatten() {
+        eprintln!(
+            "hal0: config not applied: {}",
+            e.as_str().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(d: &Daemon, name: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let v = d.get(&slot_path(name)).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lines = [
+        ("name", s(&v, "name").to_string()),
+        ("state", s(&v, "phase").to_string()),
+        ("provider", s(&v, "provider").to_string()),
+        ("role", s(&v, "role").to_string()),
+        ("model", s(&v, "model").to_string()),
+        ("port", num(&v, "port")),
+        ("pid", num(&v, "pid")),
+        ("memory", memory(&v)),
+        ("in flight", num(&v, "in_flight")),
+        ("last request", ago(v["last_request_unix_ms"].as_u64())),
+        ("restarts", num(&v, "restarts")),
+        (
+            "last load",
+            v["last_load_ms"]
+                .as_u64()
+                .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
+        ),
+        ("last error", s(&v, "last_error").to_string()),
+    ];
+    for (k, val) in lines {
+        println!("{:13} {val}", format!("{k}:"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The slot's view from an event, if the event is about `name`.
+fn slot_event(ev: &super::sse::SseEvent, name: &str) -> Option<Value> {
+    match ev.event.as_str() {
+        "snapshot" => {
+            let list: Value = serde_json::from_str(&ev.data).ok()?;
+            list["slots"]
+                .as_array()?
+                .iter()
+                .find(|v| v["name"] == name)
+                .cloned()
+        }
+        "slot" => serde_json::from_str::<Value>(&ev.data)
+            .ok()
+            .filter(|v| v["name"] == name),
+        _ => None,
+    }
+}
+
+async fn load(d: &Daemon, name: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+    // Subscribe first, so no state change between the request and the stream is missed.
+    let mut events = d.events("/api/events").await?;
+    let first = events
+        .next()
+        .await
+        .context("hal0 closed the event stream")?;
+    let Some(before) = slot_event(&first, name) else {
+        bail!(ClientError::Api {
+            status: http::StatusCode::NOT_FOUND,
+            code: "slot_not_found".into(),
+            message: format!("no slot named {name:?}"),
+            details: Value::Null,
+        });
+    };
+    let failures = before["load_failures"].as_u64().unwrap_or(0);
+    d.json(Method::POST, &format!("{}/load", slot_path(name)), None)
+        .await?;
+    let started = Instant::now();
+    let mut phase = s(&before, "phase").to_string();
+    println!("{name}: {phase}");
+    let mut current = before;
+    loop {
+        if matches!(phase.as_str(), "ready" | "idle") {
+            println!(
+                "{name}: ready on port {} ({:.1}s)",
+                num(&current, "port"),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if current["load_failures"].as_u64().unwrap_or(0) > failures {
+            eprintln!("{name}: load failed: {}", s(&current, "last_error"));
+            return Ok(ExitCode::FAILURE);
+        }
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let ev = match tokio::time::timeout(remaining, events.next()).await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => bail!("hal0 closed the event stream (is it shutting down?)"),
+            Err(_) => {
+                eprintln!(
+                    "{name}: still {phase} after {}s; the load goes on (see `hal0 slot status {name}`)",
+                    timeout.as_secs()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        if ev.event == "slot-removed" && ev.data.contains(&format!("\"{name}\"")) {
+            eprintln!("{name}: the slot was removed from the config");
+            return Ok(ExitCode::FAILURE);
+        }
+        if let Some(v) = slot_event(&ev, name) {
+            let next = s(&v, "phase").to_string();
+            if next != phase {
+                println!("{name}: {next}");
+                phase = next;
+            }
+            current = v;
+        }
+    }
+}
+
+async fn unload(d: &Daemon, name: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let mut events = d.events("/api/events").await?;
+    d.json(Method::POST, &format!("{}/unload", slot_path(name)), None)
+        .await?;
+    let deadline = Instant::now() + timeout;
+    let mut phase = String::new();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(ev)) = tokio::time::timeout(remaining, events.next()).await else {
+            eprintln!("{name}: still {phase} after {}s", timeout.as_secs());
+            return Ok(ExitCode::FAILURE);
+        };
+        if let Some(v) = slot_event(&ev, name) {
+            let next = s(&v, "phase").to_string();
+            if next != phase {
+                println!("{name}: {next}");
+                phase = next;
+            }
+            if matches!(phase.as_str(), "stopped" | "failed" | "crash-loop") {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+/// A file edit: through hal0's API when it runs, else straight to the file.
+async fn edit(
+    d: &Daemon,
+    config: &std::path::Path,
+    name: &str,
+    change: SlotChange,
+) -> anyhow::Result<ExitCode> {
+    let via_api = match &change {
+        SlotChange::Create { fields } => {
+            let mut body = fields.clone();
+            body.insert("name".into(), json!(name));
+            d.json(Method::POST, "/api/slots", Some(&Value::Object(body)))
+                .await
+        }
+        _ => d.json(Method::DELETE, &slot_path(name), None).await,
+    };
+    let verb = if matches!(change, SlotChange::Delete) {
+        "removed"
+    } else {
+        "added"
+    };
+    match via_api {
+        Ok(_) => {
+            println!("{name}: {verb} (hal0 applies it now)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Unreachable { .. }) => {
+            let store = ConfigStore::new(config);
+            match store.apply(name, &change, None) {
+                Ok(_) => {
+                    println!(
+                        "{name}: {verb} in {} (hal0 is not running; it applies it when it starts)",
+                        config.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(crate::config::store::StoreError::Invalid(errors)) => {
+                    eprintln!(
+                        "hal0: not written, the change would make {} invalid:",
+                        config.display()
+                    );
+                    for diag in errors.iter() {
+                        eprintln!("  {}: {}", diag.field, diag.message);
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("hal0: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn logs(d: &Daemon, name: &str, follow: bool, tail: usize) -> anyhow::Result<ExitCode> {
+    let path = format!("{}/logs?tail={tail}", slot_path(name));
+    if !follow {
+        let lines = d.get(&path).await?;
+        for l in lines.as_array().into_iter().flatten() {
+            println!("{}", l.as_str().unwrap_or_default());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Fail early with a clear message for an unknown slot.
+    d.get(&slot_path(name)).await?;
+    let mut events = d.events(&format!("{path}&follow=true")).await?;
+    while let Some(ev) = events.next().await {
+        if ev.event == "line" {
+            let line: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+            println!("{}", line["line"].as_str().unwrap_or(&ev.data));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
