@@ -71,13 +71,13 @@ async fn follow(state: ApiState, tx: mpsc::Sender<Event>) {
             out.extend(event("config", &state.config_state()));
         }
         let now = state.slot_views();
+        for name in slots.keys().filter(|n| !now.contains_key(*n)) {
+            out.extend(event("slot-removed", &SlotRemoved { name: name.clone() }));
+        }
         for (name, view) in &now {
             if slots.get(name) != Some(view) {
                 out.extend(event("slot", view));
             }
-        }
-        for name in slots.keys().filter(|n| !now.contains_key(*n)) {
-            out.extend(event("slot-removed", &SlotRemoved { name: name.clone() }));
         }
         slots = now;
         for e in out {
