@@ -35,7 +35,12 @@ pub fn client() -> (HttpsClient, bool) {
         ),
     };
     let connector = builder.https_or_http().enable_http1().wrap_connector(http);
-    (Client::builder(TokioExecutor::new()).build(connector), tls)
+    // A fresh connection per request: a pull makes a handful, and a pooled connection the
+    // server has just closed would fail the next request.
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector);
+    (client, tls)
 }
 
 fn empty_tls_config() -> rustls::ClientConfig {
