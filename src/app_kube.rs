@@ -14,9 +14,9 @@ use tokio::sync::watch;
 use crate::core::StatusMap;
 use crate::crd::Slot;
 use crate::gateway::{self, GatewayState, SlotControl};
+use crate::kubernetes::ClusterConfig;
 use crate::kubernetes::controller::{self, Scope};
 use crate::kubernetes::wake::{ApiWriter, KubeSlotControl};
-use crate::kubernetes::ClusterConfig;
 use crate::model::{HumanDuration, RoutingTable};
 
 /// Where `hal0 serve` reads its slots from.
@@ -127,7 +127,15 @@ pub async fn serve(args: KubeServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(%namespace, "gateway listening on http://{}", listener.local_addr()?);
-    run_gateway(client, namespace, args.slot_port, args.load_timeout.as_duration(), listener, shutdown_signal()).await
+    run_gateway(
+        client,
+        namespace,
+        args.slot_port,
+        args.load_timeout.as_duration(),
+        listener,
+        shutdown_signal(),
+    )
+    .await
 }
 
 /// The in-cluster gateway on `listener` until `shutdown` resolves; tests call this directly.

@@ -22,7 +22,11 @@ fn hal0_crd_prints_the_checked_in_file() {
         .arg("crd")
         .output()
         .expect("hal0 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), CHECKED_IN);
 }
 
@@ -59,7 +63,16 @@ fn the_checked_in_crd_is_structural() {
     assert_structural("", schema);
     let spec = &schema.properties.as_ref().expect("properties")["spec"];
     let fields = spec.properties.as_ref().expect("spec properties");
-    for f in ["provider", "model", "idle_timeout", "device", "args", "env", "aliases", "replicas"] {
+    for f in [
+        "provider",
+        "model",
+        "idle_timeout",
+        "device",
+        "args",
+        "env",
+        "aliases",
+        "replicas",
+    ] {
         assert!(fields.contains_key(f), "spec.{f} missing");
     }
 }

@@ -181,7 +181,10 @@ mod tests {
         )
         .expect("valid");
         assert!(cfg.images.contains_key(&ProviderKind::LlamaCpp));
-        assert_eq!(cfg.images[&ProviderKind::Kokoro].image, "example.invalid/kokoro:1");
+        assert_eq!(
+            cfg.images[&ProviderKind::Kokoro].image,
+            "example.invalid/kokoro:1"
+        );
         assert_eq!(cfg.model_volume.claim_name.as_deref(), Some("models"));
         assert_eq!(cfg.model_volume.mount_path, "/models");
         assert_eq!(cfg.port, 8080);

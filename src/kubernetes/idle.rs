@@ -83,7 +83,10 @@ mod tests {
     #[test]
     fn a_slot_used_recently_is_busy_until_its_timeout() {
         let s = loaded_slot("10m", Some(100));
-        assert_eq!(idleness(&s, at(160)), Idleness::Busy(Duration::from_secs(540)));
+        assert_eq!(
+            idleness(&s, at(160)),
+            Idleness::Busy(Duration::from_secs(540))
+        );
     }
 
     #[test]
@@ -99,7 +102,10 @@ mod tests {
         let mut pinned = loaded_slot("1m", None);
         pinned.spec.slot.pinned = true;
         assert_eq!(idleness(&pinned, at(9999)), Idleness::Exempt);
-        assert_eq!(idleness(&loaded_slot("0s", None), at(9999)), Idleness::Exempt);
+        assert_eq!(
+            idleness(&loaded_slot("0s", None), at(9999)),
+            Idleness::Exempt
+        );
         let mut down = loaded_slot("1m", None);
         down.spec.replicas = Some(0);
         assert_eq!(idleness(&down, at(9999)), Idleness::Exempt);
@@ -108,7 +114,12 @@ mod tests {
     #[test]
     fn a_future_activity_counts_as_now() {
         let s = loaded_slot("1m", Some(100));
-        let earlier = at(100).checked_sub(SignedDuration::from_secs(5)).expect("time");
-        assert_eq!(idleness(&s, earlier), Idleness::Busy(Duration::from_secs(60)));
+        let earlier = at(100)
+            .checked_sub(SignedDuration::from_secs(5))
+            .expect("time");
+        assert_eq!(
+            idleness(&s, earlier),
+            Idleness::Busy(Duration::from_secs(60))
+        );
     }
 }

@@ -47,7 +47,10 @@ pub fn labels(slot: &SlotName) -> std::collections::BTreeMap<String, String> {
 /// The labels that select a Slot's pods (a subset of [`labels`], immutable on a Deployment).
 pub fn selector(slot: &SlotName) -> std::collections::BTreeMap<String, String> {
     [
-        ("app.kubernetes.io/name".to_string(), "hal0-slot".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "hal0-slot".to_string(),
+        ),
         (SLOT_LABEL.to_string(), slot.to_string()),
     ]
     .into()
@@ -68,6 +71,9 @@ mod tests {
         assert!(object_name(&long).len() <= 63);
         let s = SlotName::parse("fast").expect("valid");
         assert_eq!(object_name(&s), "hal0-slot-fast");
-        assert_eq!(endpoint(&s, "ai", 8080), "http://hal0-slot-fast.ai.svc:8080");
+        assert_eq!(
+            endpoint(&s, "ai", 8080),
+            "http://hal0-slot-fast.ai.svc:8080"
+        );
     }
 }

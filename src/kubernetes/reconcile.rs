@@ -165,7 +165,10 @@ async fn apply(slot: &Slot, ctx: &Context, ns: &str) -> Result<Action> {
     let pp = PatchParams::apply(names::CONTROLLER_MANAGER).force();
     let object = names::object_name(&name);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let applied = match deployments.patch(&object, &pp, &Patch::Apply(&deployment)).await {
+    let applied = match deployments
+        .patch(&object, &pp, &Patch::Apply(&deployment))
+        .await
+    {
         Ok(d) => d,
         Err(source) => {
             let obs = Observation::ApplyFailed(source.to_string());

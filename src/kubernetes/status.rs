@@ -73,7 +73,8 @@ pub fn slot_status(
 ) -> SlotStatus {
     let generation = slot.metadata.generation;
     let previous: &[Condition] = slot.status.as_ref().map_or(&[], |s| &s.conditions[..]);
-    let cond = |t: &str, s: bool, r: &str, m: String| condition(previous, t, s, r, m, generation, now);
+    let cond =
+        |t: &str, s: bool, r: &str, m: String| condition(previous, t, s, r, m, generation, now);
     let ok = || {
         cond(
             conditions::DEGRADED,
@@ -88,8 +89,18 @@ pub fn slot_status(
             None,
             vec![
                 cond(conditions::READY, false, reasons::INVALID_SPEC, msg.clone()),
-                cond(conditions::LOADED, false, reasons::INVALID_SPEC, String::new()),
-                cond(conditions::DEGRADED, true, reasons::INVALID_SPEC, msg.clone()),
+                cond(
+                    conditions::LOADED,
+                    false,
+                    reasons::INVALID_SPEC,
+                    String::new(),
+                ),
+                cond(
+                    conditions::DEGRADED,
+                    true,
+                    reasons::INVALID_SPEC,
+                    msg.clone(),
+                ),
             ],
         ),
         Observation::ApplyFailed(msg) => (
@@ -97,16 +108,36 @@ pub fn slot_status(
             None,
             vec![
                 cond(conditions::READY, false, reasons::APPLY_FAILED, msg.clone()),
-                cond(conditions::LOADED, false, reasons::APPLY_FAILED, String::new()),
-                cond(conditions::DEGRADED, true, reasons::APPLY_FAILED, msg.clone()),
+                cond(
+                    conditions::LOADED,
+                    false,
+                    reasons::APPLY_FAILED,
+                    String::new(),
+                ),
+                cond(
+                    conditions::DEGRADED,
+                    true,
+                    reasons::APPLY_FAILED,
+                    msg.clone(),
+                ),
             ],
         ),
         Observation::Upstream => (
             Phase::Ready,
             None,
             vec![
-                cond(conditions::READY, true, reasons::EXTERNAL_UPSTREAM, String::new()),
-                cond(conditions::LOADED, true, reasons::EXTERNAL_UPSTREAM, String::new()),
+                cond(
+                    conditions::READY,
+                    true,
+                    reasons::EXTERNAL_UPSTREAM,
+                    String::new(),
+                ),
+                cond(
+                    conditions::LOADED,
+                    true,
+                    reasons::EXTERNAL_UPSTREAM,
+                    String::new(),
+                ),
                 ok(),
             ],
         ),
@@ -119,9 +150,10 @@ pub fn slot_status(
                 (0, _, r, _) if r > 0 => (Phase::Unloading, (false, reasons::UNLOADING)),
                 (0, _, _, _) => (Phase::Stopped, (false, reasons::SCALED_TO_ZERO)),
                 (_, r, _, _) if r > 0 => (Phase::Ready, (true, reasons::POD_READY)),
-                (_, _, _, Some((reasons::PROGRESS_DEADLINE_EXCEEDED, _))) => {
-                    (Phase::CrashLoop, (false, reasons::PROGRESS_DEADLINE_EXCEEDED))
-                }
+                (_, _, _, Some((reasons::PROGRESS_DEADLINE_EXCEEDED, _))) => (
+                    Phase::CrashLoop,
+                    (false, reasons::PROGRESS_DEADLINE_EXCEEDED),
+                ),
                 (_, _, _, Some(_)) => (Phase::Failed, (false, reasons::REPLICA_FAILURE)),
                 _ => (Phase::Loading, (false, reasons::LOADING)),
             };

@@ -85,7 +85,10 @@ mod tests {
 
     #[test]
     fn a_valid_spec_passes() {
-        let s = slot("fast", SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf")));
+        let s = slot(
+            "fast",
+            SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf")),
+        );
         assert_eq!(validate(&s).map(|n| n.to_string()), Ok("fast".to_string()));
     }
 
@@ -109,7 +112,10 @@ mod tests {
         let mut spec = SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf"));
         spec.port = Some(8090);
         let err = validate(&slot("fast", spec)).expect_err("port");
-        assert!(err.to_string().contains("spec.port: not used in a cluster"), "{err}");
+        assert!(
+            err.to_string().contains("spec.port: not used in a cluster"),
+            "{err}"
+        );
     }
 
     #[test]

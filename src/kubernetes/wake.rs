@@ -32,7 +32,11 @@ pub trait SlotWriter: Send + Sync + 'static {
     /// Sets `spec.replicas` to 1 through the scale subresource.
     fn scale_up(&self, slot: &SlotName) -> BoxFuture<'static, Result<(), kube::Error>>;
     /// Sets `status.lastActivity`.
-    fn activity(&self, slot: &SlotName, at: Timestamp) -> BoxFuture<'static, Result<(), kube::Error>>;
+    fn activity(
+        &self,
+        slot: &SlotName,
+        at: Timestamp,
+    ) -> BoxFuture<'static, Result<(), kube::Error>>;
 }
 
 /// [`SlotWriter`] over the API server.
@@ -51,11 +55,17 @@ impl SlotWriter for ApiWriter {
                 field_manager: Some(names::GATEWAY_MANAGER.into()),
                 ..PatchParams::default()
             };
-            api.patch_scale(&name, &pp, &Patch::Merge(&body)).await.map(|_| ())
+            api.patch_scale(&name, &pp, &Patch::Merge(&body))
+                .await
+                .map(|_| ())
         })
     }
 
-    fn activity(&self, slot: &SlotName, at: Timestamp) -> BoxFuture<'static, Result<(), kube::Error>> {
+    fn activity(
+        &self,
+        slot: &SlotName,
+        at: Timestamp,
+    ) -> BoxFuture<'static, Result<(), kube::Error>> {
         let api = self.api.clone();
         let name = slot.to_string();
         Box::pin(async move {
@@ -64,7 +74,9 @@ impl SlotWriter for ApiWriter {
                 field_manager: Some(names::GATEWAY_MANAGER.into()),
                 ..PatchParams::default()
             };
-            api.patch_status(&name, &pp, &Patch::Merge(&body)).await.map(|_| ())
+            api.patch_status(&name, &pp, &Patch::Merge(&body))
+                .await
+                .map(|_| ())
         })
     }
 }
@@ -109,11 +121,15 @@ impl Throttle {
     /// down), which it does unless activity was written within [`WRITE_EVERY`].
     pub fn wake(&mut self, slot: &SlotName, now: Instant) -> Option<WakeWrites> {
         let e = self.slots.entry(slot.clone()).or_default();
-        if e.last_wake.is_some_and(|t| now.duration_since(t) < REWAKE_AFTER) {
+        if e.last_wake
+            .is_some_and(|t| now.duration_since(t) < REWAKE_AFTER)
+        {
             return None;
         }
         e.last_wake = Some(now);
-        let activity = e.last_write.is_none_or(|t| now.duration_since(t) >= WRITE_EVERY);
+        let activity = e
+            .last_write
+            .is_none_or(|t| now.duration_since(t) >= WRITE_EVERY);
         if activity {
             e.last_write = Some(now);
             e.dirty = false;
@@ -127,7 +143,9 @@ impl Throttle {
         let mut out = Vec::new();
         for (slot, e) in &mut self.slots {
             let active = e.dirty || e.in_flight > 0;
-            let allowed = e.last_write.is_none_or(|t| now.duration_since(t) >= WRITE_EVERY);
+            let allowed = e
+                .last_write
+                .is_none_or(|t| now.duration_since(t) >= WRITE_EVERY);
             if active && allowed {
                 e.last_write = Some(now);
                 e.dirty = false;
@@ -153,7 +171,10 @@ pub struct KubeSlotControl {
 
 impl KubeSlotControl {
     /// Starts the bookkeeping task. `clock` gives the wall-clock time written to the Slot.
-    pub fn spawn(writer: Arc<dyn SlotWriter>, clock: Arc<dyn Fn() -> Timestamp + Send + Sync>) -> Self {
+    pub fn spawn(
+        writer: Arc<dyn SlotWriter>,
+        clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(rx, writer, clock));
         KubeSlotControl { tx }

@@ -61,8 +61,14 @@ pub fn pod_command(
 }
 
 fn owned_meta(name: &SlotName, slot: &Slot) -> Result<ObjectMeta, BuildError> {
-    let owner: OwnerReference = slot.controller_owner_ref(&()).ok_or(BuildError::NotStored)?;
-    let namespace = slot.metadata.namespace.clone().ok_or(BuildError::NotStored)?;
+    let owner: OwnerReference = slot
+        .controller_owner_ref(&())
+        .ok_or(BuildError::NotStored)?;
+    let namespace = slot
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(BuildError::NotStored)?;
     Ok(ObjectMeta {
         name: Some(names::object_name(name)),
         namespace: Some(namespace),
@@ -147,9 +153,8 @@ pub fn deployment(
     let cmd = pod_command(name, slot, cfg)?;
     let health = providers::health_path(spec.provider);
     let startup_failures = (cfg.startup_timeout_seconds / 5).max(1);
-    let (volumes, mounts) = model_volume(cfg).map_or((None, None), |(v, m)| {
-        (Some(vec![v]), Some(vec![m]))
-    });
+    let (volumes, mounts) =
+        model_volume(cfg).map_or((None, None), |(v, m)| (Some(vec![v]), Some(vec![m])));
     let security_context = (spec.effective_device() == Device::Npu).then(|| SecurityContext {
         // The XDNA driver pins buffers: the NPU pod needs to lock memory past RLIMIT_MEMLOCK.
         capabilities: Some(Capabilities {

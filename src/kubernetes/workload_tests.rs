@@ -5,11 +5,17 @@ use k8s_openapi::api::core::v1::Container;
 use super::config::{ClusterConfig, ModelVolume, ProviderImage};
 use super::workload::{BuildError, deployment, service};
 use crate::crd::{Slot, SlotResourceSpec};
-use crate::model::{DesiredState, Device, ByteSize, LaunchSpec, ProviderKind, SlotName, SlotSpec};
+use crate::model::{ByteSize, DesiredState, Device, LaunchSpec, ProviderKind, SlotName, SlotSpec};
 use crate::providers::build_command;
 
 fn stored(name: &str, spec: SlotSpec, replicas: Option<i32>) -> Slot {
-    let mut s = Slot::new(name, SlotResourceSpec { slot: spec, replicas });
+    let mut s = Slot::new(
+        name,
+        SlotResourceSpec {
+            slot: spec,
+            replicas,
+        },
+    );
     s.metadata.namespace = Some("ai".into());
     s.metadata.uid = Some("uid-1".into());
     s
@@ -20,8 +26,12 @@ fn n(s: &str) -> SlotName {
 }
 
 fn container(slot: &Slot, cfg: &ClusterConfig) -> Container {
-    let d = deployment(&n(&slot.metadata.name.clone().unwrap_or_default()), slot, cfg)
-        .expect("builds");
+    let d = deployment(
+        &n(&slot.metadata.name.clone().unwrap_or_default()),
+        slot,
+        cfg,
+    )
+    .expect("builds");
     d.spec.expect("spec").template.spec.expect("pod").containers[0].clone()
 }
 
@@ -63,8 +73,8 @@ fn replicas_follow_the_slot() {
     let spec = SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf"));
     let cfg = ClusterConfig::default();
     for (replicas, want) in [(None, 0), (Some(1), 1), (Some(0), 0)] {
-        let d = deployment(&n("fast"), &stored("fast", spec.clone(), replicas), &cfg)
-            .expect("builds");
+        let d =
+            deployment(&n("fast"), &stored("fast", spec.clone(), replicas), &cfg).expect("builds");
         assert_eq!(d.spec.expect("spec").replicas, Some(want));
     }
 }
@@ -88,7 +98,10 @@ fn objects_are_owned_by_the_slot_and_labelled() {
         );
     }
     let spec = d.spec.expect("spec");
-    assert_eq!(spec.strategy.and_then(|s| s.type_).as_deref(), Some("Recreate"));
+    assert_eq!(
+        spec.strategy.and_then(|s| s.type_).as_deref(),
+        Some("Recreate")
+    );
     let svc = s.spec.expect("service spec");
     assert_eq!(svc.selector, spec.selector.match_labels);
     assert_eq!(svc.ports.expect("ports")[0].port, 8080);
@@ -98,7 +111,11 @@ fn objects_are_owned_by_the_slot_and_labelled() {
 fn probes_use_the_providers_health_path() {
     let cfg = ClusterConfig::default();
     let c = container(
-        &stored("fast", SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf")), None),
+        &stored(
+            "fast",
+            SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf")),
+            None,
+        ),
         &cfg,
     );
     let path = |p: Option<k8s_openapi::api::core::v1::Probe>| {
@@ -132,13 +149,23 @@ fn devices_request_device_plugin_resources() {
     let mut npu = SlotSpec::new(ProviderKind::Flm, Some("flm:llama3.2:1b"));
     npu.device = Some(Device::Npu);
     let c = container(&stored("npu", npu, None), &cfg);
-    assert_eq!(c.resources.expect("resources").limits.expect("limits")["amd.com/npu"].0, "1");
-    let caps = c.security_context.and_then(|s| s.capabilities).and_then(|c| c.add);
+    assert_eq!(
+        c.resources.expect("resources").limits.expect("limits")["amd.com/npu"].0,
+        "1"
+    );
+    let caps = c
+        .security_context
+        .and_then(|s| s.capabilities)
+        .and_then(|c| c.add);
     assert_eq!(caps, Some(vec!["IPC_LOCK".to_string()]));
     assert_eq!(c.image.as_deref(), Some("example.invalid/flm:1"));
 
     let cpu = SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf"));
-    assert!(container(&stored("cpu", cpu, None), &cfg).resources.is_none());
+    assert!(
+        container(&stored("cpu", cpu, None), &cfg)
+            .resources
+            .is_none()
+    );
 }
 
 #[test]
@@ -156,7 +183,10 @@ fn the_model_volume_is_a_claim_or_a_host_path() {
     };
     let host = pod(&ClusterConfig::default());
     let v = &host.volumes.expect("volumes")[0];
-    assert_eq!(v.host_path.as_ref().map(|h| h.path.as_str()), Some("/var/lib/hal0/models"));
+    assert_eq!(
+        v.host_path.as_ref().map(|h| h.path.as_str()),
+        Some("/var/lib/hal0/models")
+    );
     let mut cfg = ClusterConfig::default();
     cfg.model_volume = ModelVolume {
         mount_path: "/data".into(),
@@ -166,12 +196,22 @@ fn the_model_volume_is_a_claim_or_a_host_path() {
     let claim = pod(&cfg);
     let v = &claim.volumes.expect("volumes")[0];
     assert_eq!(
-        v.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()),
+        v.persistent_volume_claim
+            .as_ref()
+            .map(|c| c.claim_name.as_str()),
         Some("models")
     );
     let c = &claim.containers[0];
-    assert_eq!(c.volume_mounts.as_ref().expect("mounts")[0].mount_path, "/data");
-    assert!(c.args.as_ref().expect("args").contains(&"/data/o/r/m.gguf".to_string()));
+    assert_eq!(
+        c.volume_mounts.as_ref().expect("mounts")[0].mount_path,
+        "/data"
+    );
+    assert!(
+        c.args
+            .as_ref()
+            .expect("args")
+            .contains(&"/data/o/r/m.gguf".to_string())
+    );
 }
 
 #[test]
@@ -203,6 +243,15 @@ fn a_provider_without_an_image_and_an_unstored_slot_are_errors() {
         deployment(&n("tts"), &stored("tts", spec.clone(), None), &cfg).err(),
         Some(BuildError::NoImage(ProviderKind::Kokoro))
     );
-    let fresh = Slot::new("fast", SlotResourceSpec { slot: SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf")), replicas: None });
-    assert_eq!(deployment(&n("fast"), &fresh, &cfg).err(), Some(BuildError::NotStored));
+    let fresh = Slot::new(
+        "fast",
+        SlotResourceSpec {
+            slot: SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf")),
+            replicas: None,
+        },
+    );
+    assert_eq!(
+        deployment(&n("fast"), &fresh, &cfg).err(),
+        Some(BuildError::NotStored)
+    );
 }

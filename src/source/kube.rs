@@ -65,7 +65,8 @@ pub fn views(slots: &[Arc<Slot>], namespace: &str, port: u16) -> (RoutingTable, 
     let ports: BTreeMap<SlotName, u16> = desired.slots.keys().map(|n| (n.clone(), port)).collect();
     let mut table = core::routing_table(&desired, &obs, &ports);
     for route in table.routes.values_mut() {
-        if let (Target::Local { .. }, Some(endpoint)) = (&route.target, endpoints.get(&route.slot)) {
+        if let (Target::Local { .. }, Some(endpoint)) = (&route.target, endpoints.get(&route.slot))
+        {
             route.target = Target::Upstream {
                 base_url: format!("{}/v1", endpoint.trim_end_matches('/')),
                 api_key_env: None,
@@ -75,7 +76,10 @@ pub fn views(slots: &[Arc<Slot>], namespace: &str, port: u16) -> (RoutingTable, 
     }
     let mut statuses = core::statuses(&desired, &obs, &BTreeMap::new(), core::Time::ZERO, 0);
     for (name, status) in statuses.iter_mut() {
-        if let Some(slot) = slots.iter().find(|s| s.metadata.name.as_deref() == Some(name.as_str())) {
+        if let Some(slot) = slots
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+        {
             status.last_request_unix_ms = slot
                 .status
                 .as_ref()
@@ -97,8 +101,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let (reader, writer) = reflector::store();
-    let stream = reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
-        .touched_objects();
+    let stream = reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
     let publish = async {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {

@@ -1,0 +1,6 @@
+//! Test support for the Kubernetes tests: an in-process fake API server.
+
+#![allow(dead_code)]
+
+pub mod fake_api;
+pub mod patch;
