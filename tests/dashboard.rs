@@ -1,0 +1,114 @@
+//! The dashboard through the real binary: its page and assets are served by hal0 itself, and
+//! (where Debian's chromium and e2e/dashboard/node_modules are installed, by
+//! scripts/setup-browser.sh) a real headless browser adds, loads, inspects and deletes a slot.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::{Hal0, fake_model, fake_provider, fake_slot};
+
+fn body() -> String {
+    format!(
+        "# my dashboard comment: keep me\n{}\n# the chat slot I edit by hand\n{}",
+        fake_provider(&[]),
+        fake_slot("primary", "idle_timeout = \"10m\"  # ten minutes")
+    )
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_by_the_binary() {
+    let h = Hal0::start("", &body()).await;
+    for (path, content_type, marker) in [
+        ("/", "text/html", "Add slot"),
+        (
+            "/assets/app.js",
+            "text/javascript",
+            "EventSource(\"/api/events\")",
+        ),
+        ("/assets/style.css", "text/css", ".badge.ready"),
+    ] {
+        let r = h.http.get(h.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with(content_type), "{path}: {ct}");
+        assert!(r.text().await.unwrap().contains(marker), "{path}");
+    }
+}
+
+/// The browser, when installed; `HAL0_REQUIRE_BROWSER=1` turns a missing one into a failure.
+fn browser(root: &Path) -> Option<PathBuf> {
+    let chromium = std::env::var_os("HAL0_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let ready = chromium.exists()
+        && root
+            .join("e2e/dashboard/node_modules/playwright-core")
+            .is_dir()
+        && std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok();
+    if ready {
+        return Some(chromium);
+    }
+    let msg = "the browser test needs Debian's chromium, node and e2e/dashboard/node_modules: run scripts/setup-browser.sh";
+    assert!(
+        std::env::var("HAL0_REQUIRE_BROWSER").as_deref() != Ok("1"),
+        "{msg}"
+    );
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+#[tokio::test]
+async fn in_a_real_browser_a_slot_is_added_validated_loaded_logged_and_deleted() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let Some(chromium) = browser(&root) else {
+        return;
+    };
+    let h = Hal0::start("", &body()).await;
+    let shots = root.join("e2e/artifacts/dashboard");
+    let _ = std::fs::remove_dir_all(&shots);
+    let run = tokio::process::Command::new("node")
+        .arg(root.join("e2e/dashboard/dashboard.test.mjs"))
+        .current_dir(root.join("e2e/dashboard"))
+        .env("HAL0_URL", &h.base)
+        .env("HAL0_CONFIG", &h.config)
+        .env("HAL0_FAKE_MODEL", fake_model())
+        .env("HAL0_SCREENSHOTS", &shots)
+        .env("HAL0_CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the browser test finished in time")
+        .expect("run node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{text}\nhal0's log:\n{}",
+        h.log_text()
+    );
+    assert!(text.contains("dashboard test: passed"), "{text}");
+    for shot in [
+        "1-invalid-name.png",
+        "2-slot-added.png",
+        "3-slot-ready.png",
+        "6-phone.png",
+    ] {
+        assert!(shots.join(shot).is_file(), "screenshot {shot} saved");
+    }
+    // The user's comments survived the dashboard's edits.
+    let file = std::fs::read_to_string(&h.config).unwrap();
+    assert!(file.contains("# my dashboard comment: keep me"), "{file}");
+    assert!(
+        file.contains("idle_timeout = \"10m\"  # ten minutes"),
+        "{file}"
+    );
+}
