@@ -3,4 +3,6 @@
 #![allow(dead_code)]
 
 pub mod fake_api;
+pub mod harness;
 pub mod patch;
+pub mod render;

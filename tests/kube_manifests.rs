@@ -1,0 +1,222 @@
+//! Every manifest in deploy/ and every chart template (rendered with the chart's values) parses
+//! into typed k8s-openapi objects; the chart produces the same objects as deploy/; the CRD
+//! copies equal crds/slot.yaml; the controller ConfigMap is a valid controller config and the
+//! sample Slot passes the slot rules.
+
+mod kube_support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::Deserialize;
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Parses one document into its typed object; returns (kind, name) and the JSON form.
+fn typed(doc: serde_yaml::Value, origin: &str) -> ((String, String), Value) {
+    let json: Value = serde_json::to_value(&doc).expect("yaml is json");
+    let kind = json["kind"].as_str().unwrap_or_default().to_string();
+    let name = json["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    fn check<T: for<'de> Deserialize<'de>>(v: &Value, origin: &str, kind: &str) {
+        if let Err(e) = serde_json::from_value::<T>(v.clone()) {
+            panic!("{origin}: {kind} does not parse: {e}");
+        }
+    }
+    match kind.as_str() {
+        "Namespace" => check::<Namespace>(&json, origin, &kind),
+        "ServiceAccount" => check::<ServiceAccount>(&json, origin, &kind),
+        "ClusterRole" => check::<ClusterRole>(&json, origin, &kind),
+        "ClusterRoleBinding" => check::<ClusterRoleBinding>(&json, origin, &kind),
+        "Role" => check::<Role>(&json, origin, &kind),
+        "RoleBinding" => check::<RoleBinding>(&json, origin, &kind),
+        "ConfigMap" => check::<ConfigMap>(&json, origin, &kind),
+        "Deployment" => check::<Deployment>(&json, origin, &kind),
+        "Service" => check::<Service>(&json, origin, &kind),
+        "DaemonSet" => check::<DaemonSet>(&json, origin, &kind),
+        "CustomResourceDefinition" => check::<CustomResourceDefinition>(&json, origin, &kind),
+        "Slot" => check::<hal0::crd::Slot>(&json, origin, &kind),
+        "Kustomization" => {}
+        other => panic!("{origin}: unexpected kind {other:?}"),
+    }
+    ((kind, name), json)
+}
+
+fn documents(text: &str, origin: &str) -> Vec<((String, String), Value)> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| serde_yaml::Value::deserialize(d).expect("valid YAML"))
+        .filter(|d| !d.is_null())
+        .map(|d| typed(d, origin))
+        .collect()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Objects of a kustomization, following directory resources.
+fn kustomize(dir: &Path) -> BTreeMap<(String, String), Value> {
+    let k: serde_yaml::Value =
+        serde_yaml::from_str(&read(&dir.join("kustomization.yaml"))).expect("kustomization");
+    let mut out = BTreeMap::new();
+    for r in k["resources"].as_sequence().expect("resources") {
+        let r = r.as_str().expect("a path");
+        let p = dir.join(r);
+        if p.is_dir() {
+            out.extend(kustomize(&p));
+        } else {
+            for (key, obj) in documents(&read(&p), r) {
+                assert!(out.insert(key.clone(), obj).is_none(), "{key:?} twice");
+            }
+        }
+    }
+    out
+}
+
+fn deploy() -> BTreeMap<(String, String), Value> {
+    kustomize(&Path::new(ROOT).join("deploy"))
+}
+
+#[test]
+fn every_deploy_manifest_parses_and_is_in_the_kustomization() {
+    let objects = deploy();
+    for kind in [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "Role",
+        "Deployment",
+        "Service",
+        "DaemonSet",
+        "Slot",
+    ] {
+        assert!(
+            objects.keys().any(|(k, _)| k == kind),
+            "deploy/ has no {kind}"
+        );
+    }
+    let k = read(&Path::new(ROOT).join("deploy/kustomization.yaml"));
+    for entry in std::fs::read_dir(Path::new(ROOT).join("deploy")).expect("deploy/") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .to_string();
+        if name.ends_with(".yaml") && name != "kustomization.yaml" {
+            assert!(
+                k.contains(&name),
+                "deploy/{name} is not in deploy/kustomization.yaml"
+            );
+            documents(&read(&Path::new(ROOT).join("deploy").join(&name)), &name);
+        }
+    }
+}
+
+#[test]
+fn the_crd_copies_are_the_generated_one() {
+    let crd = read(&Path::new(ROOT).join("crds/slot.yaml"));
+    assert_eq!(
+        read(&Path::new(ROOT).join("charts/hal0/crds/slot.yaml")),
+        crd,
+        "charts/hal0/crds/slot.yaml drifted; copy crds/slot.yaml over it"
+    );
+}
+
+#[test]
+fn the_controller_runs_alone_with_a_valid_config() {
+    let objects = deploy();
+    let d = &objects[&("Deployment".to_string(), "hal0-controller".to_string())];
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(d["spec"]["strategy"]["type"], "Recreate");
+    let cm = &objects[&("ConfigMap".to_string(), "hal0-controller".to_string())];
+    let text = cm["data"]["controller.yaml"]
+        .as_str()
+        .expect("controller.yaml");
+    let cfg = hal0::kubernetes::ClusterConfig::from_yaml(text, "deploy/controller.yaml")
+        .expect("a valid controller config");
+    assert_eq!(cfg.port, 8080);
+}
+
+#[test]
+fn the_sample_slot_passes_the_slot_rules() {
+    let objects = deploy();
+    let s = &objects[&("Slot".to_string(), "primary".to_string())];
+    let slot: hal0::crd::Slot = serde_json::from_value(s.clone()).expect("a Slot");
+    hal0::kubernetes::validate::validate(&slot).expect("the sample Slot is valid");
+}
+
+fn values() -> serde_yaml::Value {
+    serde_yaml::from_str(&read(&Path::new(ROOT).join("charts/hal0/values.yaml"))).expect("values")
+}
+
+fn chart(values: &serde_yaml::Value) -> BTreeMap<(String, String), Value> {
+    let dir = Path::new(ROOT).join("charts/hal0/templates");
+    let mut out = BTreeMap::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("templates")
+        .flatten()
+        .collect();
+    files.sort_by_key(|e| e.file_name());
+    for f in files {
+        let name = f.file_name().to_string_lossy().to_string();
+        let text = kube_support::render::render(&read(&f.path()), values, "hal0");
+        for (key, obj) in documents(&text, &name) {
+            assert!(out.insert(key.clone(), obj).is_none(), "{key:?} twice");
+        }
+    }
+    out
+}
+
+#[test]
+fn the_chart_renders_what_deploy_holds() {
+    let mut v = values();
+    v["sampleSlot"]["enabled"] = serde_yaml::Value::Bool(true);
+    let rendered = chart(&v);
+    let mut expected = deploy();
+    expected.remove(&("Namespace".to_string(), "hal0".to_string()));
+    expected.remove(&(
+        "CustomResourceDefinition".to_string(),
+        "slots.hal0.dev".to_string(),
+    ));
+    assert_eq!(
+        rendered.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (key, want) in &expected {
+        let mut got = rendered[key].clone();
+        let mut want = want.clone();
+        if key.0 == "ConfigMap" {
+            let parse = |v: &Value| {
+                hal0::kubernetes::ClusterConfig::from_yaml(
+                    v["data"]["controller.yaml"].as_str().unwrap_or_default(),
+                    "cm",
+                )
+                .expect("controller config")
+            };
+            assert_eq!(parse(&got), parse(&want), "controller config");
+            got["data"] = Value::Null;
+            want["data"] = Value::Null;
+        }
+        assert_eq!(got, want, "{key:?} differs between the chart and deploy/");
+    }
+}
+
+#[test]
+fn chart_values_switch_device_plugins_off() {
+    let mut v = values();
+    v["devicePlugins"]["igpu"]["enabled"] = serde_yaml::Value::Bool(false);
+    v["devicePlugins"]["npu"]["enabled"] = serde_yaml::Value::Bool(false);
+    let rendered = chart(&v);
+    assert!(!rendered.keys().any(|(k, _)| k == "DaemonSet"));
+    assert!(
+        !rendered.keys().any(|(k, _)| k == "Slot"),
+        "no sample Slot by default"
+    );
+}
