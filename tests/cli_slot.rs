@@ -11,7 +11,7 @@ use support::{HAL0, Hal0, fake_model, fake_provider, fake_slot, wait_for};
 const T: Duration = Duration::from_secs(20);
 
 async fn hal0(args: &[&str]) -> Output {
-    let out = tokio::time::timeout(
+    tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(HAL0)
             .args(args)
@@ -22,8 +22,7 @@ async fn hal0(args: &[&str]) -> Output {
     )
     .await
     .expect("the CLI finished in time")
-    .expect("run hal0");
-    out
+    .expect("run hal0")
 }
 
 fn text(o: &Output) -> (String, String) {

@@ -176,7 +176,7 @@ async fn an_interrupted_pull_resumes_where_it_stopped_and_is_verified() {
     let part = models.join("org/repo/model.gguf.part");
     assert!(!dest.exists(), "an incomplete download is never in place");
     let partial = std::fs::metadata(&part).expect("a .part file").len();
-    assert!(partial >= 120_000 && partial < 300_000, "{partial}");
+    assert!((120_000..300_000).contains(&partial), "{partial}");
 
     let (o, out, _) = hal0(&["model", "list", "--models-dir", models_s], &[]).await;
     assert!(o.status.success());

@@ -116,6 +116,66 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use tokio::sync::watch;
+    use tower::ServiceExt;
+
+    use crate::api::{SlotAdmin, router};
+    use crate::config::store::ConfigStore;
+    use crate::model::SlotName;
+
+    struct NoSlots;
+
+    impl SlotAdmin for NoSlots {
+        fn load(&self, _: &SlotName) {}
+        fn unload(&self, _: &SlotName) {}
+        fn logs(&self, _: &SlotName, _: usize) -> Option<Vec<String>> {
+            None
+        }
+    }
+
+    fn state(listen: &str) -> ApiState {
+        ApiState {
+            statuses: watch::channel(Arc::default()).1,
+            desired: watch::channel(Arc::default()).1,
+            reports: watch::channel(Arc::default()).1,
+            store: Arc::new(ConfigStore::new("/nonexistent/hal0.toml")),
+            admin: Arc::new(NoSlots),
+            listen: listen.parse().unwrap(),
+        }
+    }
+
+    async fn call(state: ApiState, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let resp = router(state).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn beyond_loopback_writes_are_refused_until_an_admin_token_is_configured() {
+        let (status, body) = call(state("0.0.0.0:8080"), "POST", "/api/slots/x/load").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["error"]["code"], "admin_token_required");
+        let (status, _) = call(state("0.0.0.0:8080"), "GET", "/api/slots").await;
+        assert_eq!(status, StatusCode::OK, "reads stay open");
+        let (status, body) = call(state("127.0.0.1:8080"), "POST", "/api/slots/x/load").await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "on loopback the write is let through"
+        );
+        assert_eq!(body["error"]["code"], "slot_not_found");
+    }
 
     #[test]
     fn tokens_compare_exactly() {

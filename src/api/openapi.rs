@@ -179,7 +179,6 @@ mod tests {
         for name in [
             "SlotView",
             "SlotList",
-            "SlotStatus",
             "SlotSpec",
             "Phase",
             "WriteResult",
