@@ -13,6 +13,9 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{self, ConfigErrors};
 use crate::model::DesiredState;
 
+/// Longest time a change waits for its burst of events to end.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
+
 /// The outcome of the last read of the file, for status pages and the API.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigReport {
@@ -92,8 +95,12 @@ impl FileSource {
             tokio::select! {
                 _ = &mut shutdown => return,
                 Some(()) = events.recv() => {
-                    // Debounce: wait for a quiet moment, so a save in several writes is read once.
-                    while let Ok(Some(())) = tokio::time::timeout(self.debounce, events.recv()).await {}
+                    // Debounce: wait for a quiet moment, so a save in several writes is read
+                    // once; but never longer than a second, however busy the directory is.
+                    let until = tokio::time::Instant::now() + MAX_DEBOUNCE;
+                    while tokio::time::Instant::now() < until
+                        && let Ok(Some(())) = tokio::time::timeout(self.debounce, events.recv()).await
+                    {}
                     self.check();
                 }
                 _ = poll.tick() => self.check(),
@@ -106,8 +113,17 @@ impl FileSource {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        let name = self.path.file_name().map(|n| n.to_os_string());
+        // Other files in the directory (logs, say) change all the time; only the config file
+        // and Kubernetes ConfigMap swaps (`..data`, `..2024_...`) matter.
         let handler = move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            let Ok(event) = res else { return };
+            let relevant = event.paths.is_empty()
+                || event.paths.iter().any(|p| match p.file_name() {
+                    Some(f) => Some(f) == name.as_deref() || f.to_string_lossy().starts_with(".."),
+                    None => true,
+                });
+            if relevant {
                 let _ = tx.send(());
             }
         };
