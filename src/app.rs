@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use crate::api::{self, ApiState, SlotAdmin};
 use crate::config::store::ConfigStore;
 use crate::controller::{ControlHandle, Controller};
-use crate::dashboard;
 use crate::core::RestartPolicy;
+use crate::dashboard;
 use crate::gateway::{self, GatewayState, SlotControl};
 use crate::model::{ServerSettings, SlotName};
 use crate::providers::expand_home;
@@ -125,6 +125,7 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         store: Arc::new(ConfigStore::new(config)),
         admin: Arc::new(published.handle.clone()),
         listen: listener.local_addr()?,
+        shutdown: shutdown.clone(),
     };
     let state = GatewayState::new(
         published.routes,

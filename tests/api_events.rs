@@ -229,3 +229,26 @@ async fn logs_are_tailed_as_json_and_followed_as_events() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn open_event_and_log_streams_do_not_hold_up_shutdown() {
+    let body = format!(
+        "{}{}",
+        fake_provider(&[]),
+        fake_slot("primary", "autoload = true")
+    );
+    let mut h = Hal0::start("", &body).await;
+    h.wait_phase("primary", "ready", T).await;
+    let mut events = Events::open(&h, "/api/events").await;
+    events.next().await;
+    let mut logs = Events::open(&h, "/api/slots/primary/logs?follow=true").await;
+    logs.next().await;
+    let started = std::time::Instant::now();
+    let status = h.stop().await.expect("hal0 was running");
+    assert!(status.success(), "{status:?}\n{}", h.log_text());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}

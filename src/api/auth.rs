@@ -144,6 +144,7 @@ mod tests {
             store: Arc::new(ConfigStore::new("/nonexistent/hal0.toml")),
             admin: Arc::new(NoSlots),
             listen: listen.parse().unwrap(),
+            shutdown: watch::channel(false).1,
         }
     }
 

@@ -38,6 +38,7 @@ async fn follow(state: ApiState, tx: mpsc::Sender<Event>) {
     let mut statuses = state.statuses.clone();
     let mut desired = state.desired.clone();
     let mut reports = state.reports.clone();
+    let mut shutdown = state.shutdown.clone();
     statuses.borrow_and_update();
     desired.borrow_and_update();
     let mut report = reports.borrow_and_update().clone();
@@ -55,6 +56,7 @@ async fn follow(state: ApiState, tx: mpsc::Sender<Event>) {
     loop {
         let alive = tokio::select! {
             _ = tx.closed() => false,
+            _ = shutdown.wait_for(|stop| *stop) => false,
             r = statuses.changed() => r.is_ok(),
             r = desired.changed() => r.is_ok(),
             r = reports.changed() => r.is_ok(),

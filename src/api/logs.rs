@@ -56,9 +56,11 @@ pub async fn logs(
             }
         }
         let mut tick = tokio::time::interval(FOLLOW_EVERY);
+        let mut shutdown = state.shutdown.clone();
         loop {
             tokio::select! {
                 _ = tx.closed() => return,
+                _ = shutdown.wait_for(|stop| *stop) => return,
                 _ = tick.tick() => {}
             }
             let now = state.admin.logs(&slot, BUFFER_LINES).unwrap_or_default();

@@ -60,6 +60,8 @@ pub struct ApiState {
     pub admin: Arc<dyn SlotAdmin>,
     /// The address hal0 is bound to: writes need the admin token beyond loopback.
     pub listen: SocketAddr,
+    /// Becomes true when hal0 stops: open event streams end, so shutdown does not wait on them.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 pub fn router(state: ApiState) -> Router {
