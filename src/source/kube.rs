@@ -101,11 +101,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let (reader, writer) = reflector::store();
+    // Every event, not only touched objects: the store swaps in the initial list at InitDone.
     let stream = reflector(
         writer,
         watcher(api, watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
+    );
     let publish = async {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fake_api;
+pub mod gateway;
 pub mod harness;
 pub mod patch;
 pub mod render;
+pub mod upstream;
