@@ -20,8 +20,8 @@ mod diagnostic;
 mod read;
 pub mod show;
 mod slot;
-pub mod store;
 mod spans;
+pub mod store;
 pub mod suggest;
 mod validate;
 
