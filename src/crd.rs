@@ -36,6 +36,9 @@ pub const GROUP: &str = "hal0.dev";
 pub const VERSION: &str = "v1alpha1";
 
 /// The desired state of one Slot: the hal0.toml slot fields plus `replicas`.
+// clippy reads the repeated `type_ = "string"` inside the printcolumn(...) entries as
+// duplicated attributes; they are separate columns.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "hal0.dev",

@@ -21,6 +21,10 @@ pub mod wake;
 pub mod workload;
 
 #[cfg(test)]
+mod status_tests;
+#[cfg(test)]
+mod wake_tests;
+#[cfg(test)]
 mod workload_tests;
 
 pub use config::{ClusterConfig, ModelVolume, ProviderImage};

@@ -187,11 +187,13 @@ fn the_model_volume_is_a_claim_or_a_host_path() {
         v.host_path.as_ref().map(|h| h.path.as_str()),
         Some("/var/lib/hal0/models")
     );
-    let mut cfg = ClusterConfig::default();
-    cfg.model_volume = ModelVolume {
-        mount_path: "/data".into(),
-        host_path: None,
-        claim_name: Some("models".into()),
+    let cfg = ClusterConfig {
+        model_volume: ModelVolume {
+            mount_path: "/data".into(),
+            host_path: None,
+            claim_name: Some("models".into()),
+        },
+        ..ClusterConfig::default()
     };
     let claim = pod(&cfg);
     let v = &claim.volumes.expect("volumes")[0];

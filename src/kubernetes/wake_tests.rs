@@ -1,0 +1,114 @@
+//! The gateway's wake and activity bookkeeping, on virtual time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use k8s_openapi::jiff::Timestamp;
+use tokio::time::Instant;
+
+use super::wake::{KubeSlotControl, SlotWriter, Throttle, WakeWrites};
+use crate::gateway::SlotControl;
+use crate::model::SlotName;
+
+fn n(s: &str) -> SlotName {
+    SlotName::parse(s).expect("valid name")
+}
+
+#[test]
+fn activity_is_written_once_per_window_however_many_requests() {
+    let t0 = Instant::now();
+    let mut t = Throttle::default();
+    for _ in 0..100 {
+        t.started(&n("fast"));
+        t.finished(&n("fast"));
+    }
+    assert_eq!(t.due(t0), vec![n("fast")]);
+    t.started(&n("fast"));
+    t.finished(&n("fast"));
+    assert!(t.due(t0 + Duration::from_secs(29)).is_empty());
+    assert_eq!(t.due(t0 + Duration::from_secs(30)), vec![n("fast")]);
+    assert!(
+        t.due(t0 + Duration::from_secs(90)).is_empty(),
+        "quiet: nothing to write"
+    );
+}
+
+#[test]
+fn a_long_request_keeps_the_slot_active() {
+    let t0 = Instant::now();
+    let mut t = Throttle::default();
+    t.started(&n("fast"));
+    assert_eq!(t.due(t0), vec![n("fast")]);
+    assert_eq!(t.due(t0 + Duration::from_secs(30)), vec![n("fast")]);
+    t.finished(&n("fast"));
+    assert_eq!(t.due(t0 + Duration::from_secs(60)), vec![n("fast")]);
+    assert!(t.due(t0 + Duration::from_secs(120)).is_empty());
+}
+
+#[test]
+fn wakes_are_not_repeated_within_ten_seconds_and_write_activity_once() {
+    let t0 = Instant::now();
+    let mut t = Throttle::default();
+    assert_eq!(t.wake(&n("fast"), t0), Some(WakeWrites { activity: true }));
+    assert_eq!(t.wake(&n("fast"), t0 + Duration::from_secs(5)), None);
+    assert_eq!(
+        t.wake(&n("fast"), t0 + Duration::from_secs(11)),
+        Some(WakeWrites { activity: false }),
+        "activity was written 11 s ago"
+    );
+    t.started(&n("fast"));
+    assert!(t.due(t0 + Duration::from_secs(20)).is_empty());
+}
+
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<String>>,
+}
+
+impl SlotWriter for Recorder {
+    fn scale_up(&self, slot: &SlotName) -> BoxFuture<'static, Result<(), kube::Error>> {
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(format!("scale {slot}"));
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn activity(
+        &self,
+        slot: &SlotName,
+        _at: Timestamp,
+    ) -> BoxFuture<'static, Result<(), kube::Error>> {
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(format!("activity {slot}"));
+        }
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn calls(r: &Recorder) -> Vec<String> {
+    r.calls.lock().map(|c| c.clone()).unwrap_or_default()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_control_task_scales_once_and_throttles_activity() {
+    let rec = Arc::new(Recorder::default());
+    let control = KubeSlotControl::spawn(rec.clone(), Arc::new(Timestamp::now));
+    let fast = n("fast");
+    control.wake(&fast);
+    control.wake(&fast);
+    for _ in 0..50 {
+        control.request_started(&fast);
+        control.request_finished(&fast);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await; // virtual time: lets the task run
+    assert_eq!(calls(&rec), vec!["activity fast", "scale fast"]);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        calls(&rec),
+        vec!["activity fast", "scale fast", "activity fast"],
+        "the requests after the wake are written once, 30 s later"
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(calls(&rec).len(), 3, "no requests: no writes");
+}
