@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_api;
+pub mod fake_http;
 pub mod gateway;
 pub mod harness;
 pub mod patch;
