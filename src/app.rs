@@ -12,8 +12,8 @@ use crate::config::store::ConfigStore;
 use crate::controller::{ControlHandle, Controller};
 use crate::core::RestartPolicy;
 use crate::dashboard;
-use crate::gateway::{self, GatewayState, SlotControl};
-use crate::model::{ServerSettings, SlotName};
+use crate::gateway::{self, GatewayState, KeySet, SlotControl};
+use crate::model::{DesiredState, ServerSettings, SlotName};
 use crate::providers::expand_home;
 use crate::runtime::process::{RuntimeConfig, reap_orphans};
 use crate::source::FileSource;
@@ -44,6 +44,34 @@ impl SlotAdmin for ControlHandle {
     fn logs(&self, slot: &SlotName, n: usize) -> Option<Vec<String>> {
         ControlHandle::logs(self, slot).map(|l| l.tail(n))
     }
+}
+
+/// Publishes the accepted `/v1` keys, re-read whenever the config changes (the variables and
+/// the keys file are read then). Problems are logged by variable or file name, never a key.
+fn follow_keys(mut desired: watch::Receiver<Arc<DesiredState>>) -> watch::Receiver<Arc<KeySet>> {
+    let load = |d: &DesiredState| {
+        let file = d.server.api_keys_file.as_deref().map(expand_home);
+        let (keys, warnings) = KeySet::load(&d.server.api_keys, file.as_deref());
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        Arc::new(keys)
+    };
+    let first = load(&desired.borrow_and_update());
+    let (tx, rx) = watch::channel(first);
+    tokio::spawn(async move {
+        while desired.changed().await.is_ok() {
+            let keys = load(&desired.borrow_and_update());
+            tx.send_if_modified(|cur| {
+                if *cur == keys {
+                    return false;
+                }
+                *cur = keys;
+                true
+            });
+        }
+    });
+    rx
 }
 
 /// Where pid files go: `server.state_dir`, else `$XDG_RUNTIME_DIR/hal0`, else
@@ -108,6 +136,7 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         ..RuntimeConfig::default()
     };
     let desired_for_api = desired_rx.clone();
+    let keys = follow_keys(desired_rx.clone());
     let (controller, published) = Controller::new(desired_rx, runtime, RestartPolicy::default());
 
     let listener = tokio::net::TcpListener::bind(&server.listen)
@@ -129,10 +158,16 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     };
     let state = GatewayState::new(
         published.routes,
-        published.statuses,
+        published.statuses.clone(),
         control,
         server.load_timeout.as_duration(),
-    );
+    )
+    .with_limits(
+        usize::try_from(server.max_body.0).unwrap_or(usize::MAX),
+        server.max_queue,
+    )
+    .with_keys(keys);
+    tokio::spawn(state.metrics.clone().follow_statuses(published.statuses));
     let router = gateway::router(state)
         .merge(api::router(api))
         .merge(dashboard::router());

@@ -16,7 +16,7 @@ use crate::model::{
 pub(crate) const TOP_KEYS: [&str; 3] = ["server", "providers", "slots"];
 
 /// The keys allowed in `[server]`; one per `ServerSettings` field.
-pub(crate) const SERVER_KEYS: [&str; 11] = [
+pub(crate) const SERVER_KEYS: [&str; 13] = [
     "listen",
     "port_range",
     "models_dir",
@@ -27,6 +27,8 @@ pub(crate) const SERVER_KEYS: [&str; 11] = [
     "load_timeout",
     "stop_grace",
     "unload_idle",
+    "max_queue",
+    "max_body",
     "state_dir",
 ];
 
@@ -100,6 +102,11 @@ fn server(sink: &mut Sink<'_>, t: &Table<'_, '_>, doc: &mut Document) {
             "load_timeout" => set(&mut s.load_timeout, load_timeout(sink, &f)),
             "stop_grace" => set(&mut s.stop_grace, f.duration(sink)),
             "unload_idle" => set(&mut s.unload_idle, f.bool(sink)),
+            "max_queue" => set(
+                &mut s.max_queue,
+                f.integer_in(sink, 1, 100_000).map(|n| n as u32),
+            ),
+            "max_body" => set(&mut s.max_body, f.byte_size(sink)),
             "state_dir" => s.state_dir = f.non_empty_string(sink),
             _ => {}
         }

@@ -57,6 +57,8 @@ pub struct ServerView {
     pub load_timeout: HumanDuration,
     pub stop_grace: HumanDuration,
     pub unload_idle: bool,
+    pub max_queue: u32,
+    pub max_body: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
 }
@@ -148,6 +150,8 @@ pub fn merged_view(state: &DesiredState) -> MergedView {
             load_timeout: s.load_timeout,
             stop_grace: s.stop_grace,
             unload_idle: s.unload_idle,
+            max_queue: s.max_queue,
+            max_body: s.max_body.to_string(),
             state_dir: s.state_dir.clone(),
         },
         providers: state

@@ -112,6 +112,9 @@ pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
         }
         Action::Stop { reason, .. } => {
             obs.phase = Phase::Unloading;
+            if matches!(reason, StopReason::Evicted { .. }) {
+                obs.evictions += 1;
+            }
             if !matches!(reason, StopReason::Removed) {
                 obs.want_loaded = false;
             }

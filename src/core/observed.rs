@@ -38,6 +38,8 @@ pub struct ObservedSlot {
     /// Failed loads and crashes since hal0 started (monotonic): a request waiting for a load
     /// sees it grow when that load fails.
     pub load_failures: u64,
+    /// Times the slot was evicted to make room for another.
+    pub evictions: u32,
     /// Restarts after failures since hal0 started.
     pub restarts: u32,
     /// The last failure or refusal, for status and errors.

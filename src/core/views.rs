@@ -50,6 +50,7 @@ pub fn statuses(
                     .last_activity
                     .map(|t| epoch_unix_ms + t.as_millis() as u64),
                 restarts: o.restarts,
+                evictions: o.evictions,
                 load_failures: o.load_failures,
                 refused: o.refused,
                 last_error: o.last_error.clone(),
@@ -123,6 +124,7 @@ pub fn routing_table(
                 target,
                 model_id,
                 aliases,
+                upstream_models: spec.models.clone(),
             },
         );
     }

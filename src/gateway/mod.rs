@@ -3,18 +3,26 @@
 //! and statuses from `watch` channels and talks to the controller only through
 //! [`SlotControl`]; it never touches the runtime.
 //!
+//! - `auth`     /v1 API keys (env vars, a keys file, per-key allowed models)
+//! - `body`     the request body: `model`, `stream`, rewriting `model` for the provider
 //! - `control`  the SlotControl trait the controller implements for the gateway
 //! - `errors`   OpenAI-shaped errors
+//! - `metrics`  /metrics in Prometheus text: per-slot state, loads, queue wait, requests, TTFB
 //! - `models`   GET /v1/models, /v1/models/{id}
+//! - `stream`   streaming requests that wait for a load: SSE keep-alives, then the stream
 //! - `wake`     wait for a slot to be ready, loading it if needed
 //! - `proxy`    forward a request to a slot, stream the response back
 //! - `routes`   POST /v1/*: read the body, find the model, wake, proxy
 
+mod auth;
+mod body;
 mod control;
 mod errors;
+mod metrics;
 mod models;
 mod proxy;
 mod routes;
+mod stream;
 mod wake;
 
 use std::collections::BTreeMap;
@@ -27,8 +35,10 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use auth::KeySet;
 pub use control::SlotControl;
 pub use errors::ApiError;
+pub use metrics::Metrics;
 
 use crate::model::{RoutingTable, SlotName, SlotStatus};
 
@@ -43,6 +53,13 @@ pub struct GatewayState {
     pub load_timeout: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Requests that may wait for one slot's load.
+    pub max_queue: u32,
+    /// Requests waiting per slot.
+    pub queues: Arc<routes::Queues>,
+    /// Accepted `/v1` keys (empty: open).
+    pub keys: watch::Receiver<Arc<KeySet>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl GatewayState {
@@ -59,7 +76,24 @@ impl GatewayState {
             client: proxy::client(),
             load_timeout,
             max_body_bytes: 64 << 20,
+            max_queue: 64,
+            queues: Arc::default(),
+            keys: watch::channel(Arc::new(KeySet::default())).1,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Sets the request limits (`server.max_body`, `server.max_queue`).
+    pub fn with_limits(mut self, max_body_bytes: usize, max_queue: u32) -> Self {
+        self.max_body_bytes = max_body_bytes;
+        self.max_queue = max_queue;
+        self
+    }
+
+    /// Requires the keys published on `keys`.
+    pub fn with_keys(mut self, keys: watch::Receiver<Arc<KeySet>>) -> Self {
+        self.keys = keys;
+        self
     }
 }
 
@@ -70,6 +104,7 @@ pub fn router(state: GatewayState) -> Router {
             "/health",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/metrics", get(metrics::handler))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get_one))
         .route("/v1/{*rest}", post(routes::forward))

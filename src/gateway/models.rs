@@ -1,7 +1,10 @@
-//! `GET /v1/models` and `GET /v1/models/{id}`.
+//! `GET /v1/models` and `GET /v1/models/{id}`: every routable model — one entry per slot
+//! (id = slot name, with its model id and aliases) and one per upstream model — with its
+//! owner and the slot's state. A key limited to some models sees only those.
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{ApiError, GatewayState};
@@ -25,25 +28,40 @@ fn entry(id: &str, route: &Route) -> Value {
     })
 }
 
-pub async fn list(State(state): State<GatewayState>) -> Json<Value> {
+pub async fn list(
+    State(state): State<GatewayState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let keys = state.keys.borrow().clone();
+    let key = keys.check(&headers)?;
     let table = state.routes.borrow().clone();
-    let mut data: Vec<Value> = table
-        .routes
-        .values()
-        .map(|r| entry(r.slot.as_str(), r))
-        .collect();
-    Json(json!({ "object": "list", "data": std::mem::take(&mut data) }))
+    let mut data = Vec::new();
+    for r in table.routes.values() {
+        let names =
+            std::iter::once(r.slot.as_str()).chain(r.upstream_models.iter().map(String::as_str));
+        for name in names {
+            if key.is_none_or(|k| k.allows(name, r)) {
+                data.push(entry(name, r));
+            }
+        }
+    }
+    Ok(Json(json!({ "object": "list", "data": data })))
 }
 
 pub async fn get_one(
     State(state): State<GatewayState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let keys = state.keys.borrow().clone();
+    let key = keys.check(&headers)?;
     let table = state.routes.borrow().clone();
     match table.resolve(&id, None) {
-        Resolution::Found(r) | Resolution::WrongRole(r) => Ok(Json(entry(&id, r))),
-        Resolution::NotFound => Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
+        Resolution::Found(r) | Resolution::WrongRole(r) if key.is_none_or(|k| k.allows(&id, r)) => {
+            Ok(Json(entry(&id, r)))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
             "invalid_request_error",
             format!("model {id:?} does not exist"),
         )

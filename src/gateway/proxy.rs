@@ -10,6 +10,7 @@ use axum::http::{
 };
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -18,17 +19,32 @@ use super::ApiError;
 use super::control::InFlight;
 use crate::model::{Target, UpstreamAuth};
 
-pub type HttpClient = Client<HttpConnector, Body>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// A pooled keep-alive client for local providers.
+/// A pooled keep-alive client: plain HTTP for local providers, HTTPS (the system's trusted
+/// roots) for external upstreams.
 pub fn client() -> HttpClient {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
+    http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match builder.with_native_roots() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!("no system TLS roots ({e}); https upstreams will fail to verify");
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+        }
+    };
+    let https = builder.https_or_http().enable_http1().wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
-        .build(http)
+        .build(https)
 }
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus ones we set.
@@ -74,26 +90,32 @@ fn target_uri(target: &Target, path_and_query: &str) -> Result<Uri, ApiError> {
     })
 }
 
+/// A request as it goes to the upstream.
+pub struct Upstream {
+    pub method: Method,
+    /// Starts with `/v1/`.
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
 /// Sends the request and returns the upstream's response with its body streamed through.
 /// `in_flight` lives until the response body is finished or dropped.
 pub async fn forward(
     client: &HttpClient,
     target: &Target,
-    method: Method,
-    path_and_query: &str,
-    headers: &HeaderMap,
-    body: Bytes,
+    upstream: Upstream,
     in_flight: InFlight,
 ) -> Result<Response<Body>, ApiError> {
+    let Upstream {
+        method,
+        path_and_query,
+        headers,
+        body,
+    } = upstream;
+    let headers = &headers;
+    let path_and_query = path_and_query.as_str();
     let uri = target_uri(target, path_and_query)?;
-    if uri.scheme_str() == Some("https") {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "server_error",
-            "https upstreams are not supported by this build of hal0 yet",
-        )
-        .code("upstream_tls_unsupported"));
-    }
     let mut req = Request::builder()
         .method(method)
         .uri(uri)
@@ -106,6 +128,8 @@ pub async fn forward(
             )
         })?;
     copy_headers(headers, req.headers_mut(), true);
+    // The body may have been rewritten; hyper sets the length of the body it sends.
+    req.headers_mut().remove(header::CONTENT_LENGTH);
     if let Target::Upstream {
         api_key_env: Some(env),
         auth,

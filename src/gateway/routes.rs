@@ -1,66 +1,90 @@
-//! `POST /v1/*`: read the body, find the model, route to its slot (waking it), proxy.
+//! `POST /v1/*`: check the key, read the body, find the model, route to its slot (waking it,
+//! within the slot's wait queue), proxy, and count it.
 
-use axum::body::{Body, to_bytes};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::to_bytes;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use tokio::time::Instant;
 
 use super::control::InFlight;
-use super::{ApiError, GatewayState, proxy, wake};
-use crate::model::{Resolution, Role};
+use super::{ApiError, GatewayState, body, metrics, proxy, stream, wake};
+use crate::model::{Resolution, Role, Route, RoutingTable, SlotName};
 
-/// Finds the `model` of a request body: a JSON field, or a multipart form field.
-fn model_of(content_type: &str, body: &[u8]) -> Result<String, ApiError> {
-    if content_type.starts_with("multipart/form-data") {
-        return multipart_field(content_type, body, "model").ok_or_else(|| {
-            ApiError::bad_request("the form has no `model` field")
-                .param("model")
-                .code("missing_model")
-        });
-    }
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-            .code("invalid_json")
-    })?;
-    match value.get("model") {
-        Some(serde_json::Value::String(m)) if !m.is_empty() => Ok(m.clone()),
-        Some(_) => Err(ApiError::bad_request("`model` must be a non-empty string").param("model")),
-        None => Err(ApiError::bad_request("the request has no `model`; say which model (slot name, model id or alias) should answer")
-            .param("model")
-            .code("missing_model")),
+/// Requests waiting for each slot to load.
+#[derive(Debug, Default)]
+pub struct Queues(Mutex<HashMap<SlotName, u32>>);
+
+/// A place in a slot's wait queue, given back on drop.
+pub struct QueueTicket {
+    queues: Arc<Queues>,
+    slot: SlotName,
+}
+
+impl QueueTicket {
+    /// Joins the slot's queue, or refuses with 429 when `max` requests already wait.
+    pub fn join(state: &GatewayState, slot: &SlotName) -> Result<QueueTicket, ApiError> {
+        let mut q = state.queues.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = q.entry(slot.clone()).or_insert(0);
+        if *n >= state.max_queue {
+            let retry = state
+                .statuses
+                .borrow()
+                .get(slot)
+                .and_then(|s| s.last_load_ms)
+                .map_or(5, |ms| ms.div_ceil(1000));
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                format!(
+                    "{} requests are already waiting for slot {slot} to load; try again shortly",
+                    state.max_queue
+                ),
+            )
+            .code("queue_full")
+            .retry_after(retry));
+        }
+        *n += 1;
+        Ok(QueueTicket {
+            queues: state.queues.clone(),
+            slot: slot.clone(),
+        })
     }
 }
 
-/// The value of a simple text field of a multipart form.
-fn multipart_field(content_type: &str, body: &[u8], name: &str) -> Option<String> {
-    let boundary = content_type
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("boundary="))
-        .next()?
-        .trim_matches('"');
-    let delim = format!("--{boundary}");
-    let text = String::from_utf8_lossy(body);
-    let want = format!("name=\"{name}\"");
-    for part in text.split(delim.as_str()) {
-        let Some((head, value)) = part.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let is_field = head.lines().any(|l| {
-            l.to_ascii_lowercase().starts_with("content-disposition")
-                && l.split(';').any(|p| p.trim() == want)
-        });
-        if is_field {
-            return Some(value.trim_end_matches("\r\n").trim().to_string());
+impl Drop for QueueTicket {
+    fn drop(&mut self) {
+        let mut q = self.queues.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = q.get_mut(&self.slot) {
+            *n = n.saturating_sub(1);
         }
     }
-    None
 }
 
-pub async fn forward(
-    State(state): State<GatewayState>,
+pub async fn forward(State(state): State<GatewayState>, req: Request) -> Response {
+    let started = Instant::now();
+    let endpoint = metrics::endpoint_label(req.uri().path());
+    let mut slot = String::from("-");
+    let resp = match handle(&state, req, started, &mut slot).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    state.metrics.request(&slot, endpoint, resp.status());
+    resp
+}
+
+async fn handle(
+    state: &GatewayState,
     req: Request,
-) -> Result<Response<Body>, ApiError> {
+    started: Instant,
+    slot_label: &mut String,
+) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
+    let keys = state.keys.borrow().clone();
+    let key = keys.check(&parts.headers)?;
     let path = parts.uri.path().to_string();
     let path_and_query = parts
         .uri
@@ -71,7 +95,7 @@ pub async fn forward(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request_error",
             format!(
-                "the request body is larger than {} bytes",
+                "the request body is larger than server.max_body ({} bytes)",
                 state.max_body_bytes
             ),
         )
@@ -82,30 +106,104 @@ pub async fn forward(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let model = model_of(content_type, &body)?;
-    let role = Role::of_path(&path);
+    let parsed = body::parse(content_type, &body)?;
+    let model = parsed.model.clone();
     let table = state.routes.borrow().clone();
-    let route = match table.resolve(&model, role) {
-        Resolution::Found(r) => r.clone(),
+    let route = resolve(&table, &model, &path)?;
+    *slot_label = route.slot.to_string();
+    if let Some(key) = key
+        && !key.allows(&model, &route)
+    {
+        return Err(key.forbidden(&model));
+    }
+    let in_flight = InFlight::begin(state.control.clone(), route.slot.clone());
+    let streaming = parsed.stream;
+    let body = parsed.body_for(body, route.forwarded_model(&model));
+    let serving = state
+        .statuses
+        .borrow()
+        .get(&route.slot)
+        .is_some_and(|s| s.phase.is_serving());
+    let upstream = proxy::Upstream {
+        method: parts.method,
+        path_and_query,
+        headers: parts.headers,
+        body,
+    };
+    if !serving {
+        let ticket = QueueTicket::join(state, &route.slot)?;
+        if streaming {
+            // Answer at once and keep the client's connection alive while the slot loads.
+            return Ok(stream::after_load(
+                state.clone(),
+                route,
+                upstream,
+                in_flight,
+                ticket,
+            ));
+        }
+        let waited = Instant::now();
+        wake::until_serving(state, &route.slot).await?;
+        state
+            .metrics
+            .queue_wait(route.slot.as_str(), waited.elapsed());
+        drop(ticket);
+    }
+    send(state, &route, upstream, in_flight, started).await
+}
+
+/// Proxies and records time to first byte or the upstream error.
+pub async fn send(
+    state: &GatewayState,
+    route: &Route,
+    upstream: proxy::Upstream,
+    in_flight: InFlight,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    match proxy::forward(&state.client, &route.target, upstream, in_flight).await {
+        Ok(r) => {
+            state.metrics.ttfb(route.slot.as_str(), started.elapsed());
+            Ok(r)
+        }
+        Err(e) => {
+            state.metrics.upstream_error(route.slot.as_str());
+            Err(e)
+        }
+    }
+}
+
+fn resolve(table: &RoutingTable, model: &str, path: &str) -> Result<Route, ApiError> {
+    let role = Role::of_path(path);
+    match table.resolve(model, role) {
+        Resolution::Found(r) => Ok(r.clone()),
         Resolution::WrongRole(r) => {
-            let role = role.map_or("this", |r| r.as_str());
-            let serving: Vec<String> = role_slots(&table, &path);
-            return Err(ApiError::bad_request(format!(
-                "model {model:?} is served by slot {} ({}), which does not serve {role} requests ({path}); slots that do: {}",
+            let role_name = role.map_or("this", |r| r.as_str());
+            let serving: Vec<String> = role.map_or_else(Vec::new, |role| {
+                table
+                    .slots_serving(role)
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            });
+            Err(ApiError::bad_request(format!(
+                "model {model:?} is served by slot {} ({}), which does not serve {role_name} requests ({path}); slots that do: {}",
                 r.slot,
                 r.roles.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", "),
                 if serving.is_empty() { "none".to_string() } else { serving.join(", ") }
             ))
             .param("model")
-            .code("wrong_endpoint_for_model"));
+            .code("wrong_endpoint_for_model"))
         }
         Resolution::NotFound => {
-            let known: Vec<&str> = table.model_names().into_iter().take(8).collect();
-            return Err(ApiError::new(
+            let names = table.model_names();
+            let hint = crate::config::suggest::closest(model, names.iter().copied())
+                .map_or(String::new(), |c| format!("did you mean {c:?}? "));
+            let known: Vec<&str> = names.into_iter().take(8).collect();
+            Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 format!(
-                    "model {model:?} does not exist; known models: {}",
+                    "model {model:?} does not exist; {hint}known models: {}",
                     if known.is_empty() {
                         "none (no slots are declared)".to_string()
                     } else {
@@ -114,31 +212,9 @@ pub async fn forward(
                 ),
             )
             .param("model")
-            .code("model_not_found"));
+            .code("model_not_found"))
         }
-    };
-    let in_flight = InFlight::begin(state.control.clone(), route.slot.clone());
-    wake::until_serving(&state, &route.slot).await?;
-    proxy::forward(
-        &state.client,
-        &route.target,
-        parts.method,
-        &path_and_query,
-        &parts.headers,
-        body,
-        in_flight,
-    )
-    .await
-}
-
-fn role_slots(table: &crate::model::RoutingTable, path: &str) -> Vec<String> {
-    Role::of_path(path).map_or_else(Vec::new, |role| {
-        table
-            .slots_serving(role)
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    })
+    }
 }
 
 pub async fn not_found(req: Request) -> ApiError {
@@ -148,27 +224,4 @@ pub async fn not_found(req: Request) -> ApiError {
         format!("no route for {} {}", req.method(), req.uri().path()),
     )
     .code("unknown_url")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_comes_from_json_or_a_form() {
-        assert_eq!(
-            model_of("application/json", br#"{"model":"m"}"#).unwrap(),
-            "m"
-        );
-        assert!(model_of("application/json", b"{").is_err());
-        assert_eq!(
-            model_of("application/json", b"{}").unwrap_err().code,
-            Some("missing_model")
-        );
-        let form = "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF..\r\n--XX\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper\r\n--XX--\r\n";
-        assert_eq!(
-            model_of("multipart/form-data; boundary=XX", form.as_bytes()).unwrap(),
-            "whisper"
-        );
-    }
 }

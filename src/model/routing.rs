@@ -31,6 +31,23 @@ pub struct Route {
     pub model_id: Option<String>,
     /// Extra names this slot answers to (aliases; an upstream's models).
     pub aliases: Vec<String>,
+    /// An upstream's own model names (`models`), sent on unchanged.
+    pub upstream_models: Vec<String>,
+}
+
+impl Route {
+    /// The `model` to send on when a client asked for `requested`: local providers get their
+    /// model id (a client may have used the slot name or an alias, which the provider does not
+    /// know); upstreams keep one of their own model names and otherwise get their first one.
+    /// `None` when the request can go on unchanged.
+    pub fn forwarded_model(&self, requested: &str) -> Option<&str> {
+        let to = match self.target {
+            Target::Upstream { .. } if self.upstream_models.iter().any(|m| m == requested) => None,
+            Target::Upstream { .. } => self.upstream_models.first(),
+            Target::Local { .. } => self.model_id.as_ref(),
+        };
+        to.map(String::as_str).filter(|m| *m != requested)
+    }
 }
 
 impl Route {

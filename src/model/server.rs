@@ -32,6 +32,10 @@ pub struct ServerSettings {
     pub stop_grace: HumanDuration,
     /// Unload a slot as soon as it becomes idle, instead of only when its memory is needed.
     pub unload_idle: bool,
+    /// Requests that may wait for one slot to load; more get a 429.
+    pub max_queue: u32,
+    /// Largest `/v1` request body accepted (larger ones get a 413).
+    pub max_body: ByteSize,
     /// Where hal0 keeps runtime state (pid files used to clean up after a crash).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
@@ -50,6 +54,8 @@ impl Default for ServerSettings {
             load_timeout: HumanDuration::from_secs(300),
             stop_grace: HumanDuration::from_secs(10),
             unload_idle: false,
+            max_queue: 64,
+            max_body: ByteSize::mib(64),
             state_dir: None,
         }
     }

@@ -84,6 +84,9 @@ pub struct SlotStatus {
     pub last_request_unix_ms: Option<u64>,
     /// Restarts after a crash since hal0 started.
     pub restarts: u32,
+    /// Evictions to make room for other slots since hal0 started.
+    #[serde(default)]
+    pub evictions: u32,
     /// Failed loads, crashes and refusals since hal0 started (monotonic): a request waiting for
     /// a load knows it failed when this grows.
     pub load_failures: u64,

@@ -76,6 +76,13 @@ pub fn build_command(launch: &LaunchSpec, models_dir: &Path) -> Result<Command, 
     })
 }
 
+/// Every provider process gets its model (resolved file path, or the provider's own name for
+/// it) in this variable; speech providers read it from here rather than from a flag.
+pub const MODEL_ENV: &str = "HAL0_MODEL";
+
+/// The model id clients use for the slot (what `--alias` is for llama.cpp).
+pub const MODEL_ID_ENV: &str = "HAL0_MODEL_ID";
+
 /// The one place a provider's argv is built, shared by the process runtime and the Kubernetes
 /// pods. `host` is the address the provider binds (loopback on one box; `0.0.0.0` in a pod,
 /// behind its Service); `resolve_model` turns a model ref into the local file to pass, or
@@ -129,7 +136,7 @@ pub fn build_command_with(
         ProviderKind::LlamaCpp => {
             args.extend([
                 s("-m"),
-                model_arg,
+                model_arg.clone(),
                 s("--host"),
                 s(host),
                 s("--port"),
@@ -147,25 +154,24 @@ pub fn build_command_with(
             }
         }
         ProviderKind::Flm => {
-            args.extend([model_arg, s("--host"), s(host), s("--port"), port]);
+            args.extend([model_arg.clone(), s("--host"), s(host), s("--port"), port]);
         }
         ProviderKind::Moonshine | ProviderKind::Kokoro => {
-            args.extend([
-                s("--host"),
-                s(host),
-                s("--port"),
-                port,
-                s("--model"),
-                model_arg,
-            ]);
+            // Speech servers have no common model flag; they get the model in the
+            // environment (see `MODEL_ENV`) and only --host/--port on the command line.
+            args.extend([s("--host"), s(host), s("--port"), port]);
         }
         ProviderKind::OpenAiCompatible => {}
     }
     args.extend(launch.args.iter().cloned());
+    let mut env = launch.env.clone();
+    env.entry(MODEL_ENV.to_string()).or_insert(model_arg);
+    env.entry(MODEL_ID_ENV.to_string())
+        .or_insert(model_id_of(model));
     Ok(Command {
         program: program.clone(),
         args,
-        env: launch.env.clone(),
+        env,
     })
 }
 

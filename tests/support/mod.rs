@@ -91,6 +91,11 @@ impl Hal0 {
     /// Starts hal0 with `[server]` filled in (listen, a free port range, dirs) followed by `body`
     /// (providers and slots). `server_extra` lines go into `[server]`.
     pub async fn start(server_extra: &str, body: &str) -> Hal0 {
+        Self::start_with_env(server_extra, body, &[]).await
+    }
+
+    /// As `start`, with extra environment variables for hal0.
+    pub async fn start_with_env(server_extra: &str, body: &str, env: &[(&str, &str)]) -> Hal0 {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let range = free_range(8);
@@ -109,6 +114,7 @@ impl Hal0 {
             .arg(&config)
             .env("HAL0_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))

@@ -1,0 +1,340 @@
+//! `GET /metrics`: Prometheus (OpenMetrics) text, names prefixed `hal0_`, per-slot series
+//! labelled `slot`. Request metrics are recorded by the handlers; slot state, loads, load
+//! durations, restarts and evictions are derived from the published statuses by
+//! [`Metrics::follow_statuses`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use super::GatewayState;
+use crate::model::{Phase, SlotName, SlotStatus};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SlotLabel {
+    slot: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    slot: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    slot: String,
+    endpoint: String,
+    status: String,
+}
+
+const PHASES: [Phase; 7] = [
+    Phase::Stopped,
+    Phase::Loading,
+    Phase::Ready,
+    Phase::Idle,
+    Phase::Unloading,
+    Phase::Failed,
+    Phase::CrashLoop,
+];
+
+fn seconds_histogram() -> Histogram {
+    // 1 ms .. ~4.6 min
+    Histogram::new(exponential_buckets(0.001, 2.5, 15))
+}
+
+/// Every hal0 metric.
+pub struct Metrics {
+    registry: Registry,
+    state: Family<StateLabels, Gauge>,
+    loads: Family<SlotLabel, Counter>,
+    load_duration: Family<SlotLabel, Histogram>,
+    queue_wait: Family<SlotLabel, Histogram>,
+    requests: Family<RequestLabels, Counter>,
+    ttfb: Family<SlotLabel, Histogram>,
+    upstream_errors: Family<SlotLabel, Counter>,
+    evictions: Family<SlotLabel, Counter>,
+    restarts: Family<SlotLabel, Counter>,
+    /// Last statuses seen, to count transitions.
+    last: Mutex<BTreeMap<SlotName, SlotStatus>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hal0");
+        let state = Family::<StateLabels, Gauge>::default();
+        let loads = Family::<SlotLabel, Counter>::default();
+        let load_duration = Family::<SlotLabel, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
+        let queue_wait = Family::<SlotLabel, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        let ttfb = Family::<SlotLabel, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
+        let upstream_errors = Family::<SlotLabel, Counter>::default();
+        let evictions = Family::<SlotLabel, Counter>::default();
+        let restarts = Family::<SlotLabel, Counter>::default();
+        registry.register(
+            "slot_state",
+            "1 for the state each slot is in, 0 for the others",
+            state.clone(),
+        );
+        registry.register("slot_loads", "Loads started", loads.clone());
+        registry.register(
+            "slot_load_duration_seconds",
+            "Time from start to ready",
+            load_duration.clone(),
+        );
+        registry.register(
+            "queue_wait_seconds",
+            "Time requests waited for their slot to load",
+            queue_wait.clone(),
+        );
+        registry.register(
+            "requests",
+            "Requests by slot, endpoint and status",
+            requests.clone(),
+        );
+        registry.register(
+            "time_to_first_byte_seconds",
+            "Time from request to the upstream's response headers",
+            ttfb.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Requests the upstream failed (no response)",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "slot_evictions",
+            "Slots evicted to make room for another",
+            evictions.clone(),
+        );
+        registry.register(
+            "slot_restarts",
+            "Restarts after a crash or failed health",
+            restarts.clone(),
+        );
+        Metrics {
+            registry,
+            state,
+            loads,
+            load_duration,
+            queue_wait,
+            requests,
+            ttfb,
+            upstream_errors,
+            evictions,
+            restarts,
+            last: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn slot(s: &str) -> SlotLabel {
+        SlotLabel {
+            slot: s.to_string(),
+        }
+    }
+
+    pub fn request(&self, slot: &str, endpoint: &str, status: StatusCode) {
+        let labels = RequestLabels {
+            slot: slot.to_string(),
+            endpoint: endpoint.to_string(),
+            status: status.as_u16().to_string(),
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn ttfb(&self, slot: &str, d: Duration) {
+        self.ttfb
+            .get_or_create(&Self::slot(slot))
+            .observe(d.as_secs_f64());
+    }
+
+    pub fn queue_wait(&self, slot: &str, d: Duration) {
+        self.queue_wait
+            .get_or_create(&Self::slot(slot))
+            .observe(d.as_secs_f64());
+    }
+
+    pub fn upstream_error(&self, slot: &str) {
+        self.upstream_errors.get_or_create(&Self::slot(slot)).inc();
+    }
+
+    /// Updates the slot-derived metrics from a new set of statuses.
+    pub fn observe_statuses(&self, statuses: &BTreeMap<SlotName, SlotStatus>) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, s) in statuses {
+            let label = Self::slot(name.as_str());
+            for p in PHASES {
+                let v = i64::from(p == s.phase);
+                self.state
+                    .get_or_create(&StateLabels {
+                        slot: name.to_string(),
+                        state: p.to_string(),
+                    })
+                    .set(v);
+            }
+            let prev = last.get(name);
+            let prev_phase = prev.map(|p| p.phase);
+            if s.phase == Phase::Loading && prev_phase != Some(Phase::Loading) {
+                self.loads.get_or_create(&label).inc();
+            }
+            if s.phase == Phase::Ready
+                && prev_phase == Some(Phase::Loading)
+                && let Some(ms) = s.last_load_ms
+            {
+                self.load_duration
+                    .get_or_create(&label)
+                    .observe(ms as f64 / 1000.0);
+            }
+            let (prev_restarts, prev_evictions) =
+                prev.map_or((0, 0), |p| (p.restarts, p.evictions));
+            if s.restarts > prev_restarts {
+                self.restarts
+                    .get_or_create(&label)
+                    .inc_by(u64::from(s.restarts - prev_restarts));
+            }
+            if s.evictions > prev_evictions {
+                self.evictions
+                    .get_or_create(&label)
+                    .inc_by(u64::from(s.evictions - prev_evictions));
+            }
+        }
+        *last = statuses.clone();
+    }
+
+    /// Follows the statuses channel until it closes.
+    pub async fn follow_statuses(
+        self: Arc<Self>,
+        mut rx: watch::Receiver<Arc<BTreeMap<SlotName, SlotStatus>>>,
+    ) {
+        loop {
+            let current = rx.borrow_and_update().clone();
+            self.observe_statuses(&current);
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// The endpoint label for a path: known `/v1` endpoints by name, anything else as `other`, so
+/// the label's cardinality stays bounded.
+pub fn endpoint_label(path: &str) -> &'static str {
+    match path.trim_end_matches('/') {
+        "/v1/chat/completions" => "chat/completions",
+        "/v1/completions" => "completions",
+        "/v1/embeddings" => "embeddings",
+        "/v1/rerank" | "/v1/reranking" => "rerank",
+        "/v1/audio/transcriptions" => "audio/transcriptions",
+        "/v1/audio/translations" => "audio/translations",
+        "/v1/audio/speech" => "audio/speech",
+        _ => "other",
+    }
+}
+
+pub async fn handler(State(state): State<GatewayState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ProviderKind, Role};
+
+    fn status(phase: Phase) -> SlotStatus {
+        SlotStatus {
+            name: SlotName::parse("primary").unwrap(),
+            phase,
+            provider: ProviderKind::LlamaCpp,
+            role: Role::Chat,
+            model: None,
+            port: Some(1),
+            pid: None,
+            memory_estimate: None,
+            in_flight: 0,
+            last_request_unix_ms: None,
+            restarts: 0,
+            evictions: 0,
+            load_failures: 0,
+            refused: false,
+            last_error: None,
+            retry_in_ms: None,
+            last_load_ms: Some(1500),
+        }
+    }
+
+    #[test]
+    fn loads_and_states_come_from_status_transitions() {
+        let m = Metrics::new();
+        let name = SlotName::parse("primary").unwrap();
+        for phase in [Phase::Stopped, Phase::Loading, Phase::Ready] {
+            m.observe_statuses(&BTreeMap::from([(name.clone(), status(phase))]));
+        }
+        let mut restarted = status(Phase::Ready);
+        restarted.restarts = 2;
+        m.observe_statuses(&BTreeMap::from([(name, restarted)]));
+        m.request("primary", "chat/completions", StatusCode::OK);
+        let text = m.encode();
+        assert!(
+            text.contains("hal0_slot_loads_total{slot=\"primary\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hal0_slot_state{slot=\"primary\",state=\"ready\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hal0_slot_state{slot=\"primary\",state=\"loading\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hal0_slot_load_duration_seconds_count{slot=\"primary\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hal0_slot_restarts_total{slot=\"primary\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hal0_requests_total{slot=\"primary\",endpoint=\"chat/completions\",status=\"200\"} 1"),
+            "{text}"
+        );
+    }
+}
