@@ -220,3 +220,27 @@ fn chart_values_switch_device_plugins_off() {
         "no sample Slot by default"
     );
 }
+
+#[test]
+fn the_e2e_overlay_config_and_slot_are_valid() {
+    let k: serde_yaml::Value =
+        serde_yaml::from_str(&read(&Path::new(ROOT).join("e2e/kube/kustomization.yaml")))
+            .expect("kustomization");
+    let config = k["patches"]
+        .as_sequence()
+        .expect("patches")
+        .iter()
+        .filter_map(|p| serde_yaml::from_str::<serde_yaml::Value>(p["patch"].as_str()?).ok())
+        .find(|p| p["kind"].as_str() == Some("ConfigMap"))
+        .and_then(|p| p["data"]["controller.yaml"].as_str().map(str::to_string))
+        .expect("the controller ConfigMap patch");
+    let cfg = hal0::kubernetes::ClusterConfig::from_yaml(&config, "e2e").expect("valid config");
+    let llama = &cfg.images[&hal0::model::ProviderKind::LlamaCpp];
+    assert_eq!(
+        llama.command.as_deref(),
+        Some(&["hal0-fake-provider".to_string()][..])
+    );
+    let slot: hal0::crd::Slot =
+        serde_yaml::from_str(&read(&Path::new(ROOT).join("e2e/kube/slot.yaml"))).expect("Slot");
+    hal0::kubernetes::validate::validate(&slot).expect("the e2e Slot is valid");
+}
