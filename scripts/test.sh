@@ -9,6 +9,8 @@
 #        HAL0_STT_SERVER    hal0-stt-server wrapper (--host H --port P)
 #        HAL0_TTS_SERVER    hal0-tts-server wrapper (--host H --port P)
 #        HAL0_HELLO_WAV     a WAV of espeak-ng saying "hello world"
+#        HAL0_OPENAI_PYTHON a Python with the official openai client
+#        HAL0_CHROMIUM      Debian's chromium, for the dashboard test
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo fmt --check
 # All steps run; exits non-zero if any failed.
@@ -31,6 +33,17 @@ if [ -x scripts/setup-speech.sh ] && [ "${HAL0_SKIP_SPEECH:-0}" != 1 ]; then
     vars=$(scripts/setup-speech.sh)
     eval "$vars"
     export HAL0_STT_SERVER=$STT_SERVER HAL0_TTS_SERVER=$TTS_SERVER HAL0_HELLO_WAV=$HELLO_WAV
+fi
+step "installing the openai Python client (scripts/setup-openai-client.sh)"
+vars=$(scripts/setup-openai-client.sh)
+eval "$vars"
+export HAL0_OPENAI_PYTHON=$OPENAI_PYTHON
+
+if [ -x scripts/setup-browser.sh ] && [ "${HAL0_SKIP_BROWSER:-0}" != 1 ]; then
+    step "installing chromium for the dashboard test (scripts/setup-browser.sh)"
+    vars=$(scripts/setup-browser.sh)
+    eval "$vars"
+    export HAL0_CHROMIUM HAL0_REQUIRE_BROWSER=1
 fi
 env | grep '^HAL0_' | sort >&2
 
