@@ -31,16 +31,17 @@ pub enum Source {
 /// `hal0 serve --source kube` flags (ignored with `--source file`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct KubeServeArgs {
-    /// Address the in-cluster gateway listens on.
+    /// With `--source kube`: the address the in-cluster gateway listens on.
     #[arg(long, env = "HAL0_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
-    /// Namespace whose Slots are routed (default: the pod's namespace).
+    /// With `--source kube`: the namespace whose Slots are routed (default: the pod's).
     #[arg(long, env = "HAL0_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Service port of the slots (the controller's `port`), used until a Slot shows its endpoint.
+    /// With `--source kube`: the slots' Service port (the controller's `port`), used until a
+    /// Slot shows its endpoint.
     #[arg(long, default_value_t = 8080)]
     pub slot_port: u16,
-    /// How long a request waits for a scaled-to-zero Slot to become ready.
+    /// With `--source kube`: how long a request waits for a Slot at zero to become ready.
     #[arg(long, default_value = "10m")]
     pub load_timeout: HumanDuration,
 }
