@@ -135,3 +135,97 @@ pub async fn run(
         () = shutdown => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{SlotResourceSpec, SlotStatus};
+    use crate::model::{ProviderKind, Resolution, Role, SlotSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn slot(name: &str, phase: Phase, endpoint: Option<&str>) -> Arc<Slot> {
+        let mut spec = SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/Small.gguf"));
+        spec.aliases = vec!["quick".into()];
+        let mut s = Slot::new(
+            name,
+            SlotResourceSpec {
+                slot: spec,
+                replicas: Some(1),
+            },
+        );
+        s.metadata.namespace = Some("ai".into());
+        s.status = Some(SlotStatus {
+            phase: Some(phase),
+            endpoint: endpoint.map(str::to_string),
+            ..SlotStatus::default()
+        });
+        Arc::new(s)
+    }
+
+    fn n(s: &str) -> SlotName {
+        SlotName::parse(s).expect("valid")
+    }
+
+    #[test]
+    fn slots_route_to_their_service_by_name_alias_and_model_id() {
+        let (table, statuses) = views(
+            &[slot("fast", Phase::Ready, Some("http://svc.ai.svc:8080/"))],
+            "ai",
+            8080,
+        );
+        for model in ["fast", "quick", "Small"] {
+            let Resolution::Found(r) = table.resolve(model, Some(Role::Chat)) else {
+                panic!("{model} does not resolve");
+            };
+            assert_eq!(
+                r.target,
+                Target::Upstream {
+                    base_url: "http://svc.ai.svc:8080/v1".into(),
+                    api_key_env: None,
+                    auth: UpstreamAuth::Bearer,
+                }
+            );
+        }
+        assert_eq!(statuses[&n("fast")].phase, Phase::Ready);
+    }
+
+    #[test]
+    fn without_an_endpoint_the_service_name_is_used() {
+        let (table, _) = views(&[slot("fast", Phase::Stopped, None)], "ai", 8080);
+        assert!(matches!(&table.routes[&n("fast")].target,
+            Target::Upstream { base_url, .. } if base_url == "http://hal0-slot-fast.ai.svc:8080/v1"));
+    }
+
+    #[test]
+    fn degraded_slots_are_parked_and_invalid_ones_left_out() {
+        let mut bad = (*slot("fast", Phase::Loading, None)).clone();
+        if let Some(st) = bad.status.as_mut() {
+            st.conditions = vec![Condition {
+                type_: "Degraded".into(),
+                status: "True".into(),
+                reason: "ProgressDeadlineExceeded".into(),
+                message: "ImagePullBackOff".into(),
+                observed_generation: None,
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            }];
+        }
+        let mut invalid = (*slot("other", Phase::Ready, None)).clone();
+        invalid.spec.slot.port = Some(9000);
+        let (table, statuses) = views(&[Arc::new(bad), Arc::new(invalid)], "ai", 8080);
+        let s = &statuses[&n("fast")];
+        assert_eq!(s.phase, Phase::CrashLoop);
+        assert!(
+            s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("ImagePullBackOff"))
+        );
+        assert!(!table.routes.contains_key(&n("other")));
+    }
+
+    #[test]
+    fn pods_still_unloading_are_woken_again() {
+        let (_, statuses) = views(&[slot("fast", Phase::Unloading, None)], "ai", 8080);
+        assert_eq!(statuses[&n("fast")].phase, Phase::Stopped);
+    }
+}
