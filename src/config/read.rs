@@ -16,7 +16,7 @@ use crate::model::{
 pub(crate) const TOP_KEYS: [&str; 3] = ["server", "providers", "slots"];
 
 /// The keys allowed in `[server]`; one per `ServerSettings` field.
-pub(crate) const SERVER_KEYS: [&str; 13] = [
+pub(crate) const SERVER_KEYS: [&str; 15] = [
     "listen",
     "port_range",
     "models_dir",
@@ -29,6 +29,8 @@ pub(crate) const SERVER_KEYS: [&str; 13] = [
     "unload_idle",
     "max_queue",
     "max_body",
+    "pull_on_load",
+    "hf_endpoint",
     "state_dir",
 ];
 
@@ -107,6 +109,8 @@ fn server(sink: &mut Sink<'_>, t: &Table<'_, '_>, doc: &mut Document) {
                 f.integer_in(sink, 1, 100_000).map(|n| n as u32),
             ),
             "max_body" => set(&mut s.max_body, f.byte_size(sink)),
+            "pull_on_load" => set(&mut s.pull_on_load, f.bool(sink)),
+            "hf_endpoint" => s.hf_endpoint = f.non_empty_string(sink),
             "state_dir" => s.state_dir = f.non_empty_string(sink),
             _ => {}
         }

@@ -59,6 +59,9 @@ pub struct ServerView {
     pub unload_idle: bool,
     pub max_queue: u32,
     pub max_body: String,
+    pub pull_on_load: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hf_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
 }
@@ -152,6 +155,8 @@ pub fn merged_view(state: &DesiredState) -> MergedView {
             unload_idle: s.unload_idle,
             max_queue: s.max_queue,
             max_body: s.max_body.to_string(),
+            pull_on_load: s.pull_on_load,
+            hf_endpoint: s.hf_endpoint.clone(),
             state_dir: s.state_dir.clone(),
         },
         providers: state

@@ -21,7 +21,7 @@ use crate::core::{self, Action, Event, ObservedSlot, RestartPolicy, StatusMap, T
 use crate::model::{DesiredState, LaunchSpec, Phase, RoutingTable, SlotName, SlotSpec};
 use crate::providers::{self, ModelRef, expand_home};
 use crate::runtime::RuntimeEvent;
-use crate::runtime::process::{LogBuffer, ProcessRuntime, RuntimeConfig};
+use crate::runtime::process::{LogBuffer, ProcessRuntime, PullJob, RuntimeConfig};
 
 /// What the rest of hal0 uses to talk to the controller. Cheap to clone.
 #[derive(Clone)]
@@ -295,11 +295,34 @@ impl Controller {
     }
 
     fn start(&mut self, slot: &SlotName, generation: u64, launch: &LaunchSpec) {
-        let models_dir = expand_home(&self.desired.server.models_dir);
-        let command = providers::build_command(launch, &models_dir);
+        let server = &self.desired.server;
+        let models_dir = expand_home(&server.models_dir);
         let health = providers::health_path(launch.provider);
+        // A missing hf: model is downloaded first when pull_on_load is on; the command is then
+        // built for the file that will be there.
+        let missing_hf = launch.model.as_deref().filter(|m| {
+            matches!(ModelRef::parse(m), Ok(r @ ModelRef::Hf { .. }) if r.local_path(&models_dir).is_some_and(|p| !p.is_file()))
+        });
+        let (command, pull) = match missing_hf {
+            Some(model) if server.pull_on_load => {
+                let command = providers::build_command_with(launch, "127.0.0.1", |r, _| {
+                    Ok(r.local_path(&models_dir))
+                });
+                let endpoint = server
+                    .hf_endpoint
+                    .clone()
+                    .unwrap_or_else(crate::pull::default_endpoint);
+                let job = PullJob {
+                    model: model.to_string(),
+                    models_dir: models_dir.clone(),
+                    endpoint,
+                };
+                (command, Some(job))
+            }
+            _ => (providers::build_command(launch, &models_dir), None),
+        };
         self.runtime
-            .start(slot, generation, command, health, launch.port);
+            .start(slot, generation, command, health, launch.port, pull);
     }
 
     fn publish(&mut self) {

@@ -12,6 +12,12 @@ pub enum Event {
     Spawned { generation: u64, pid: u32 },
     /// The process passed its health check.
     Ready { generation: u64 },
+    /// The model of generation `generation` is being downloaded.
+    Pulling {
+        generation: u64,
+        downloaded: u64,
+        total: Option<u64>,
+    },
     /// The process exited on its own, failed its health checks, could not be started, or did
     /// not become ready within `load_timeout`.
     Failed { generation: u64, message: String },
@@ -28,8 +34,24 @@ pub enum Event {
 /// Applies an event. Events about an older process generation are ignored.
 pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &RestartPolicy) {
     match event {
+        Event::Pulling {
+            generation,
+            downloaded,
+            total,
+        } if generation == obs.generation
+            && matches!(obs.phase, Phase::Loading | Phase::Pulling) =>
+        {
+            obs.phase = Phase::Pulling;
+            obs.pull = Some((downloaded, total));
+        }
         Event::Spawned { generation, pid } if generation == obs.generation => {
             obs.pid = Some(pid);
+            if obs.phase == Phase::Pulling {
+                obs.phase = Phase::Loading;
+                obs.pull = None;
+                // The load is timed from here; the download is not part of it.
+                obs.load_started = Some(now);
+            }
         }
         Event::Ready { generation }
             if generation == obs.generation && obs.phase == Phase::Loading =>
@@ -43,8 +65,9 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
             generation,
             message,
         } if generation == obs.generation => match obs.phase {
-            Phase::Loading | Phase::Ready | Phase::Idle => {
+            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle => {
                 obs.pid = None;
+                obs.pull = None;
                 obs.load_failures += 1;
                 obs.refused = false;
                 obs.last_error = Some(message);
@@ -109,6 +132,7 @@ pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
             obs.pid = None;
             obs.retry_at = None;
             obs.idle_since = None;
+            obs.pull = None;
         }
         Action::Stop { reason, .. } => {
             obs.phase = Phase::Unloading;

@@ -46,6 +46,8 @@ pub struct ObservedSlot {
     pub last_error: Option<String>,
     /// The last load was refused by admission rather than failing.
     pub refused: bool,
+    /// Download progress while pulling: (bytes so far, total if known).
+    pub pull: Option<(u64, Option<u64>)>,
     /// Estimated memory footprint in bytes (declared, else derived from the model file).
     pub memory_estimate: u64,
 }

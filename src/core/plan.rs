@@ -89,7 +89,7 @@ pub fn plan(
             continue;
         }
         match obs.phase {
-            Phase::Loading | Phase::Ready | Phase::Idle if obs.in_flight == 0 => {
+            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle if obs.in_flight == 0 => {
                 stops.push(Action::Stop {
                     slot: name.clone(),
                     reason: StopReason::Removed,
@@ -115,7 +115,7 @@ pub fn plan(
         let obs = observed.get(name).unwrap_or(&default_obs);
         let changed = obs.launch.as_ref() != Some(&launch);
         match obs.phase {
-            Phase::Loading | Phase::Ready | Phase::Idle => {
+            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle => {
                 if obs.in_flight > 0 {
                     if obs.phase == Phase::Idle {
                         marks.push(Action::MarkReady { slot: name.clone() });

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{
-    DesiredState, Phase, ProviderKind, Route, RoutingTable, SlotName, SlotSpec, SlotStatus, Target,
+    DesiredState, Phase, ProviderKind, PullProgress, Route, RoutingTable, SlotName, SlotSpec,
+    SlotStatus, Target,
 };
 
 use super::{ObservedSlot, Time};
@@ -55,6 +56,9 @@ pub fn statuses(
                 refused: o.refused,
                 last_error: o.last_error.clone(),
                 retry_in_ms: o.retry_at.map(|t| t.saturating_sub(now).as_millis() as u64),
+                pull: o
+                    .pull
+                    .map(|(downloaded, total)| PullProgress { downloaded, total }),
                 last_load_ms: o.last_load.map(|d| d.as_millis() as u64),
             };
             (name.clone(), status)

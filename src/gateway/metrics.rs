@@ -39,8 +39,9 @@ struct RequestLabels {
     status: String,
 }
 
-const PHASES: [Phase; 7] = [
+const PHASES: [Phase; 8] = [
     Phase::Stopped,
+    Phase::Pulling,
     Phase::Loading,
     Phase::Ready,
     Phase::Idle,

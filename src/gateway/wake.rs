@@ -28,7 +28,7 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
     let mut rx = state.statuses.clone();
     // The runtime gives up on a load at load_timeout and says why; wait a little longer so that
     // verdict, not a bare timeout, reaches the client.
-    let deadline = Instant::now() + state.load_timeout + VERDICT_GRACE;
+    let mut deadline = Instant::now() + state.load_timeout + VERDICT_GRACE;
     let mut failures_at_start = None;
     loop {
         {
@@ -44,6 +44,8 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
             let first = *failures_at_start.get_or_insert(s.load_failures);
             match s.phase {
                 Phase::Ready | Phase::Idle => return Ok(()),
+                // A download is not part of the load: the clock starts once it is done.
+                Phase::Pulling => deadline = Instant::now() + state.load_timeout + VERDICT_GRACE,
                 Phase::CrashLoop => {
                     let why = s.last_error.as_deref().unwrap_or("it failed repeatedly");
                     return Err(ApiError::new(

@@ -23,4 +23,4 @@ pub use routing::{Resolution, Route, RoutingTable, Target};
 pub use server::ServerSettings;
 pub use slot_name::{BUILTIN_SLOTS, NameError, SlotName};
 pub use spec::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PRIORITY, SlotSpec, model_id_of};
-pub use status::{Phase, SlotStatus};
+pub use status::{Phase, PullProgress, SlotStatus};

@@ -36,6 +36,11 @@ pub struct ServerSettings {
     pub max_queue: u32,
     /// Largest `/v1` request body accepted (larger ones get a 413).
     pub max_body: ByteSize,
+    /// Download a slot's missing `hf:` model when it is loaded (state `pulling`).
+    pub pull_on_load: bool,
+    /// Base URL `hf:` models are downloaded from; unset: `$HF_ENDPOINT`, else the public hub.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hf_endpoint: Option<String>,
     /// Where hal0 keeps runtime state (pid files used to clean up after a crash).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
@@ -55,6 +60,8 @@ impl Default for ServerSettings {
             stop_grace: HumanDuration::from_secs(10),
             unload_idle: false,
             max_queue: 64,
+            pull_on_load: false,
+            hf_endpoint: None,
             max_body: ByteSize::mib(64),
             state_dir: None,
         }

@@ -14,6 +14,8 @@ pub enum Phase {
     /// Declared, not loaded.
     #[default]
     Stopped,
+    /// Downloading its model (`server.pull_on_load`); no process yet.
+    Pulling,
     /// Process started, waiting for its health check.
     Loading,
     /// Serving.
@@ -32,6 +34,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Stopped => "stopped",
+            Phase::Pulling => "pulling",
             Phase::Loading => "loading",
             Phase::Ready => "ready",
             Phase::Idle => "idle",
@@ -50,7 +53,7 @@ impl Phase {
     pub fn is_running(self) -> bool {
         matches!(
             self,
-            Phase::Loading | Phase::Ready | Phase::Idle | Phase::Unloading
+            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle | Phase::Unloading
         )
     }
 }
@@ -59,6 +62,14 @@ impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// How far a model download is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PullProgress {
+    pub downloaded: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 /// A slot's observed status.
@@ -97,6 +108,9 @@ pub struct SlotStatus {
     /// When a failed slot is retried, in milliseconds from now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_in_ms: Option<u64>,
+    /// Download progress while `pulling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullProgress>,
     /// Observed load durations' latest value in milliseconds (for Retry-After estimates).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_load_ms: Option<u64>,

@@ -6,12 +6,14 @@
 //! - `health`     HTTP readiness probes
 //! - `logs`       bounded per-slot log buffers
 //! - `shim`       `hal0 __exec-child`: makes a child die with hal0 (PR_SET_PDEATHSIG), then execs
+//! - `pulling`  downloading a missing model before the start (server.pull_on_load)
 //! - `pidfiles`   pid files per slot, to kill leftovers of a hal0 that did not exit cleanly
 
 mod health;
 mod kill;
 mod logs;
 mod pidfiles;
+mod pulling;
 mod shim;
 mod spawn;
 mod supervisor;
@@ -25,6 +27,7 @@ use tokio::sync::mpsc;
 
 pub use logs::LogBuffer;
 pub use pidfiles::reap_orphans;
+pub use pulling::PullJob;
 pub use shim::{SHIM_SUBCOMMAND, exec_child};
 pub use supervisor::SupervisorHandle;
 
@@ -95,12 +98,16 @@ impl ProcessRuntime {
         command: Result<Command, providers::ProviderError>,
         health_path: &str,
         port: u16,
+        pull: Option<PullJob>,
     ) {
         match command {
-            Ok(command) => {
-                self.supervisor(slot)
-                    .start(generation, command, port, health_path.to_string())
-            }
+            Ok(command) => self.supervisor(slot).start(
+                generation,
+                command,
+                port,
+                health_path.to_string(),
+                pull,
+            ),
             Err(e) => {
                 let _ = self.events.send(RuntimeEvent {
                     slot: slot.clone(),

@@ -9,6 +9,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::health::Probe;
 use super::logs::LogBuffer;
+use super::pulling::{self, PullJob, Pulling};
 use super::spawn::{Child, spawn};
 use super::{RuntimeConfig, kill, pidfiles};
 use crate::core::Event;
@@ -22,6 +23,7 @@ enum Cmd {
         command: Command,
         port: u16,
         health_path: String,
+        pull: Option<PullJob>,
     },
     Stop {
         generation: u64,
@@ -49,6 +51,7 @@ impl SupervisorHandle {
             events,
             logs: logs.clone(),
             current: None,
+            pulling: None,
         };
         tokio::spawn(sup.run(rx));
         SupervisorHandle { tx, logs }
@@ -56,12 +59,20 @@ impl SupervisorHandle {
 
     /// Starts generation `generation`, replacing any running process (which is stopped first,
     /// without a failure being reported for it).
-    pub fn start(&self, generation: u64, command: Command, port: u16, health_path: String) {
+    pub fn start(
+        &self,
+        generation: u64,
+        command: Command,
+        port: u16,
+        health_path: String,
+        pull: Option<PullJob>,
+    ) {
         let _ = self.tx.send(Cmd::Start {
             generation,
             command,
             port,
             health_path,
+            pull,
         });
     }
 
@@ -105,6 +116,8 @@ struct Supervisor {
     events: mpsc::UnboundedSender<RuntimeEvent>,
     logs: LogBuffer,
     current: Option<Running>,
+    /// A model download that must finish before the process starts.
+    pulling: Option<Pulling>,
 }
 
 /// How often a loading process is probed: often, so a ready model is served at once.
@@ -117,9 +130,15 @@ impl Supervisor {
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(Cmd::Start { generation, command, port, health_path }) => {
+                    Some(Cmd::Start { generation, command, port, health_path, pull }) => {
                         self.stop_current().await;
-                        self.start(generation, command, port, health_path);
+                        match pull {
+                            Some(job) => {
+                                let task = pulling::begin(self.slot.clone(), generation, job, self.events.clone());
+                                self.pulling = Some(Pulling { generation, task, command, port, health_path });
+                            }
+                            None => self.start(generation, command, port, health_path),
+                        }
                     }
                     Some(Cmd::Stop { generation }) => {
                         self.stop_current().await;
@@ -137,6 +156,17 @@ impl Supervisor {
                         return;
                     }
                 },
+                pulled = pulling::wait(&mut self.pulling) => {
+                    if let Some(p) = self.pulling.take() {
+                        match pulled {
+                            Ok(()) => self.start(p.generation, p.command, p.port, p.health_path),
+                            Err(message) => {
+                                tracing::warn!(slot = %self.slot, "{message}");
+                                self.emit(Event::Failed { generation: p.generation, message });
+                            }
+                        }
+                    }
+                }
                 status = wait_current(&mut self.current) => {
                     if let Some(run) = self.current.take() {
                         kill::kill_group_now(run.child.pgid);
@@ -247,6 +277,9 @@ impl Supervisor {
     }
 
     async fn stop_current(&mut self) {
+        if let Some(p) = self.pulling.take() {
+            p.task.abort();
+        }
         if let Some(mut run) = self.current.take() {
             tracing::info!(slot = %self.slot, pid = run.child.pid, "stopping provider");
             kill::stop_group(&mut run.child, self.config.stop_grace).await;
