@@ -18,6 +18,21 @@ async fn post(h: &Hal0, path: &str, body: Value, key: Option<&str>) -> reqwest::
     r.send().await.unwrap()
 }
 
+/// The ids `GET /v1/models` lists for `key`.
+async fn model_ids(h: &Hal0, key: Option<&str>) -> Vec<String> {
+    let mut r = h.http.get(h.url("/v1/models"));
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    let v: Value = r.send().await.unwrap().json().await.unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn chat(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
 }
@@ -242,22 +257,7 @@ async fn api_keys_guard_v1_and_limit_models_per_key() {
     assert_eq!(r.status(), 403);
     assert_eq!(error_of(r).await["code"], "model_not_allowed");
 
-    let models: Value = h
-        .http
-        .get(h.url("/v1/models"))
-        .bearer_auth("sk-file-small")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids = model_ids(&h, Some("sk-file-small")).await;
     assert_eq!(ids, vec!["small"]);
     assert_eq!(
         h.http
@@ -369,21 +369,7 @@ async fn an_openai_compatible_upstream_is_listed_and_routed_with_its_own_model_n
         &[("HAL0_TEST_UPSTREAM_KEY", "sk-upstream-secret")],
     )
     .await;
-    let models: Value = h
-        .http
-        .get(h.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids = model_ids(&h, None).await;
     assert_eq!(ids, vec!["cloud", "vendor/big", "vendor/small"]);
 
     let v: Value = post(&h, "/v1/chat/completions", chat("vendor/small"), None)

@@ -271,3 +271,25 @@ async fn a_client_disconnect_cancels_the_upstream_stream() {
     assert_eq!(st["phase"], "ready");
     let _ = events_file(&h, "x");
 }
+
+#[tokio::test]
+async fn a_ready_slot_reports_its_measured_memory() {
+    let body = format!(
+        "{}{}",
+        fake_provider(&[]),
+        fake_slot("primary", "autoload = true")
+    );
+    let h = Hal0::start("", &body).await;
+    let st = wait_for("a memory measurement", T, || async {
+        h.status("primary")
+            .await
+            .filter(|s| s["memory_rss"].as_u64().is_some_and(|b| b > 0))
+    })
+    .await;
+    assert!(
+        st["memory_peak"].as_u64().unwrap() >= st["memory_rss"].as_u64().unwrap(),
+        "{st}"
+    );
+    // The measured peak becomes the admission estimate (the fake model file is 4 bytes).
+    assert!(st["memory_estimate"].as_u64().unwrap() > 1 << 20, "{st}");
+}

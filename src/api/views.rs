@@ -96,7 +96,7 @@ impl ApiState {
             .map(|(name, status)| {
                 let view = SlotView {
                     status: status.clone(),
-                    memory_measured: None,
+                    memory_measured: status.memory_peak,
                     spec: desired.slots.get(name).cloned(),
                 };
                 (name.clone(), view)

@@ -199,7 +199,10 @@ impl Controller {
             }
             let obs = self.observed.entry(name.clone()).or_default();
             core::on_spec_change(obs, self.desired.slots.get(name), spec);
-            obs.memory_estimate = estimate_memory(spec, &models_dir);
+            obs.memory_estimate = match (spec.memory, obs.memory_peak) {
+                (None, Some(peak)) => peak,
+                _ => estimate_memory(spec, &models_dir),
+            };
         }
         self.ports = ports;
         self.desired = next;
@@ -210,6 +213,16 @@ impl Controller {
         let now = self.now();
         if let Some(obs) = self.observed.get_mut(&ev.slot) {
             core::on_event(obs, ev.event, now, &self.policy);
+            // The measured peak of earlier loads replaces the file-size guess, unless the slot
+            // declares its memory.
+            let declared = self
+                .desired
+                .slots
+                .get(&ev.slot)
+                .is_some_and(|s| s.memory.is_some());
+            if let (false, Some(peak)) = (declared, obs.memory_peak) {
+                obs.memory_estimate = peak;
+            }
         }
     }
 

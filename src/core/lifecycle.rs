@@ -12,6 +12,12 @@ pub enum Event {
     Spawned { generation: u64, pid: u32 },
     /// The process passed its health check.
     Ready { generation: u64 },
+    /// The process of generation `generation` holds `rss` bytes now, `peak` at most so far.
+    Memory {
+        generation: u64,
+        rss: u64,
+        peak: u64,
+    },
     /// The model of generation `generation` is being downloaded.
     Pulling {
         generation: u64,
@@ -43,6 +49,14 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
         {
             obs.phase = Phase::Pulling;
             obs.pull = Some((downloaded, total));
+        }
+        Event::Memory {
+            generation,
+            rss,
+            peak,
+        } if generation == obs.generation && obs.phase.is_running() => {
+            obs.memory_rss = Some(rss);
+            obs.memory_peak = Some(obs.memory_peak.map_or(peak, |p| p.max(peak)));
         }
         Event::Spawned { generation, pid } if generation == obs.generation => {
             obs.pid = Some(pid);
@@ -89,6 +103,7 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
             _ => {}
         },
         Event::Stopped { generation } if generation == obs.generation => {
+            obs.memory_rss = None;
             if obs.phase.is_running() {
                 obs.phase = Phase::Stopped;
             }
@@ -124,6 +139,7 @@ pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
                 // A config change gives the slot a fresh start: its old failures were about
                 // another launch.
                 obs.failures.clear();
+                obs.memory_peak = None;
             }
             obs.generation += 1;
             obs.phase = Phase::Loading;

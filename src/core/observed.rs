@@ -48,6 +48,11 @@ pub struct ObservedSlot {
     pub refused: bool,
     /// Download progress while pulling: (bytes so far, total if known).
     pub pull: Option<(u64, Option<u64>)>,
+    /// Resident memory of the running process, as last measured.
+    pub memory_rss: Option<u64>,
+    /// Highest resident memory measured over every load so far; it replaces the file-size
+    /// guess in admission once known.
+    pub memory_peak: Option<u64>,
     /// Estimated memory footprint in bytes (declared, else derived from the model file).
     pub memory_estimate: u64,
 }

@@ -46,6 +46,8 @@ pub fn statuses(
                 port: ports.get(name).copied(),
                 pid: o.pid,
                 memory_estimate: (o.memory_estimate > 0).then_some(o.memory_estimate),
+                memory_rss: o.memory_rss,
+                memory_peak: o.memory_peak,
                 in_flight: o.in_flight,
                 last_request_unix_ms: o
                     .last_activity

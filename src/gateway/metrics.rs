@@ -298,6 +298,9 @@ mod tests {
             last_error: None,
             retry_in_ms: None,
             last_load_ms: Some(1500),
+            pull: None,
+            memory_rss: None,
+            memory_peak: None,
         }
     }
 

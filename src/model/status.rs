@@ -88,6 +88,12 @@ pub struct SlotStatus {
     /// Estimated memory footprint in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_estimate: Option<u64>,
+    /// Resident memory of the provider process now, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_rss: Option<u64>,
+    /// Peak resident memory measured over its loads, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_peak: Option<u64>,
     /// Requests being served right now.
     pub in_flight: u32,
     /// Milliseconds since the Unix epoch of the last request.

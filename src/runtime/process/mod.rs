@@ -4,6 +4,7 @@
 //! - `spawn`      starting a child in its own process group, with its logs pumped
 //! - `kill`       SIGTERM → grace → SIGKILL of a whole process group
 //! - `health`     HTTP readiness probes
+//! - `memory`   measured resident memory (now and peak) of a provider
 //! - `logs`       bounded per-slot log buffers
 //! - `shim`       `hal0 __exec-child`: makes a child die with hal0 (PR_SET_PDEATHSIG), then execs
 //! - `pulling`  downloading a missing model before the start (server.pull_on_load)
@@ -12,6 +13,7 @@
 mod health;
 mod kill;
 mod logs;
+mod memory;
 mod pidfiles;
 mod pulling;
 mod shim;

@@ -231,6 +231,17 @@ impl Supervisor {
         let Some(run) = self.current.as_mut() else {
             return;
         };
+        if let Some((rss, peak)) = super::memory::measure(run.child.pid) {
+            let generation = run.generation;
+            self.emit(Event::Memory {
+                generation,
+                rss,
+                peak,
+            });
+        }
+        let Some(run) = self.current.as_mut() else {
+            return;
+        };
         if !run.ready {
             if ok {
                 run.ready = true;
