@@ -59,7 +59,7 @@ run() {
     fi
 }
 
-run cargo test --quiet --all-targets "$@"
+run cargo test --quiet --no-fail-fast --all-targets "$@"
 run cargo clippy --quiet --all-targets -- -D warnings
 run cargo fmt --check
 

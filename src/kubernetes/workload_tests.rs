@@ -231,9 +231,15 @@ fn env_merges_provider_then_slot() {
         .into_iter()
         .map(|e| (e.name, e.value.unwrap_or_default()))
         .collect();
+    let (hal0, env): (Vec<_>, Vec<_>) = env.into_iter().partition(|(k, _)| k.starts_with("HAL0_"));
     assert_eq!(
         env,
         vec![("A".into(), "provider".into()), ("B".into(), "slot".into())]
+    );
+    // Every provider also learns its model from the environment, as on one box.
+    assert!(
+        hal0.contains(&("HAL0_MODEL_ID".into(), "m".into())),
+        "{hal0:?}"
     );
 }
 
