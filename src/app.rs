@@ -74,6 +74,9 @@ fn follow_keys(mut desired: watch::Receiver<Arc<DesiredState>>) -> watch::Receiv
     rx
 }
 
+/// How long open requests may drain after SIGTERM before hal0 stops anyway.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where pid files go: `server.state_dir`, else `$XDG_RUNTIME_DIR/hal0`, else
 /// `~/.local/state/hal0`.
 fn state_dir(server: &ServerSettings) -> PathBuf {
@@ -171,7 +174,17 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     let router = gateway::router(state)
         .merge(api::router(api))
         .merge(dashboard::router());
-    let gateway_result = gateway::serve(listener, router, until_true(shutdown.clone())).await;
+    // Draining stops accepting at once and lets requests in flight finish, but a stream that
+    // never ends must not keep hal0 (and its slots) up forever.
+    let drain_limit = async {
+        until_true(shutdown.clone()).await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+        tracing::warn!("requests still open after {DRAIN_LIMIT:?}; closing them");
+    };
+    let gateway_result = tokio::select! {
+        r = gateway::serve(listener, router, until_true(shutdown.clone())) => r,
+        () = drain_limit => Ok(()),
+    };
 
     // The gateway has stopped accepting; stop the slots and wait for them.
     let _ = controller_task.await;

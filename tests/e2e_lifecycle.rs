@@ -293,3 +293,28 @@ async fn a_ready_slot_reports_its_measured_memory() {
     // The measured peak becomes the admission estimate (the fake model file is 4 bytes).
     assert!(st["memory_estimate"].as_u64().unwrap() > 1 << 20, "{st}");
 }
+
+#[tokio::test]
+async fn sigterm_with_an_open_stream_stops_hal0_and_its_provider() {
+    let flags = ["--stream-chunk-delay", "500", "--stream-tokens", "100000"];
+    let body = format!(
+        "{}{}",
+        fake_provider(&flags),
+        fake_slot("primary", "autoload = true")
+    );
+    let mut h = Hal0::start("", &body).await;
+    let pid = h.wait_phase("primary", "ready", T).await["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let mut resp = h
+        .http
+        .post(h.url("/v1/chat/completions"))
+        .json(&serde_json::json!({"model": "primary", "stream": true, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.chunk().await.unwrap().is_some());
+    let status = h.stop().await.unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!alive(pid));
+}
