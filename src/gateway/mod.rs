@@ -118,7 +118,16 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    // Small SSE chunks must leave at once: without TCP_NODELAY, Nagle's algorithm holds a chunk
+    // until the client acknowledges the previous one, which delayed ACKs stretch to ~40 ms.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
+    // Converting the Router once, not per connection, saves an allocation-heavy step on each.
+    axum::serve(listener, router.into_make_service())
         .with_graceful_shutdown(shutdown)
         .await
 }
