@@ -57,11 +57,12 @@ async fn requests_are_routed_with_the_providers_model_id_and_errors_have_openai_
     );
     let h = Hal0::start("max_body = \"1KiB\"", &body).await;
 
-    // The provider gets its own model id, whatever name the client used.
+    // llama-server answers whatever model name it is sent (speech providers get their own id:
+    // see e2e_openai, where tts-1 reaches Kokoro as "kokoro").
     let r = post(&h, "/v1/chat/completions", chat("fast"), None).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["model"], "hal0-test-fake-model");
+    assert_eq!(v["model"], "fast", "llama.cpp bodies go on unchanged");
 
     let r = post(&h, "/v1/chat/completions", chat("primray"), None).await;
     assert_eq!(r.status(), 404);

@@ -1,6 +1,8 @@
 //! Request activity, recorded by the gateway and read by the controller: requests in flight
-//! and the last request time per slot. Updates are a short std-mutex section; the controller is
-//! only woken when a slot's in-flight count changes between zero and non-zero.
+//! and the last request time per slot. Updates are a short std-mutex section. The controller
+//! is woken only for slots it is watching (an idle slot that may become ready, a restart or
+//! unload waiting for requests to end), and only when the in-flight count crosses zero: on a
+//! busy, ready slot requests cost the controller nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,6 +16,8 @@ use crate::model::SlotName;
 pub struct Activity {
     pub in_flight: u32,
     pub last: Instant,
+    /// Whether the controller wants to hear when `in_flight` crosses zero.
+    pub watched: bool,
 }
 
 #[derive(Debug, Default)]
@@ -24,36 +28,49 @@ pub struct ActivityTracker {
 
 impl ActivityTracker {
     pub fn started(&self, slot: &SlotName) {
-        let first = {
+        let notify = {
             let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
-            let e = m.entry(slot.clone()).or_insert(Activity {
-                in_flight: 0,
-                last: now,
-            });
+            let e = match m.get_mut(slot) {
+                Some(e) => e,
+                // First request ever for this slot: the controller has not seen it yet.
+                None => m.entry(slot.clone()).or_insert(Activity {
+                    in_flight: 0,
+                    last: now,
+                    watched: true,
+                }),
+            };
             e.in_flight += 1;
             e.last = now;
-            e.in_flight == 1
+            e.in_flight == 1 && e.watched
         };
-        if first {
+        if notify {
             self.changed.notify_one();
         }
     }
 
     pub fn finished(&self, slot: &SlotName) {
-        let last = {
+        let notify = {
             let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             match m.get_mut(slot) {
                 Some(e) => {
                     e.in_flight = e.in_flight.saturating_sub(1);
                     e.last = Instant::now();
-                    e.in_flight == 0
+                    e.in_flight == 0 && e.watched
                 }
                 None => false,
             }
         };
-        if last {
+        if notify {
             self.changed.notify_one();
+        }
+    }
+
+    /// Sets which slots the controller wants to hear about.
+    pub fn watch_only(&self, watched: impl Fn(&SlotName) -> bool) {
+        let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for (slot, a) in m.iter_mut() {
+            a.watched = watched(slot);
         }
     }
 
@@ -61,8 +78,42 @@ impl ActivityTracker {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Resolves when a slot's in-flight count crossed zero since the last call.
+    /// Resolves when a watched slot's in-flight count crossed zero since the last call.
     pub async fn changed(&self) {
         self.changed.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> SlotName {
+        SlotName::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_watched_slots_wake_the_controller() {
+        let t = ActivityTracker::default();
+        t.started(&n("a"));
+        // A new slot is watched: the controller hears of it.
+        tokio::time::timeout(std::time::Duration::from_secs(1), t.changed())
+            .await
+            .expect("notified");
+        t.watch_only(|_| false);
+        t.finished(&n("a"));
+        t.started(&n("a"));
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), t.changed())
+                .await
+                .is_err(),
+            "an unwatched ready slot costs the controller nothing"
+        );
+        t.watch_only(|_| true);
+        t.finished(&n("a"));
+        tokio::time::timeout(std::time::Duration::from_secs(1), t.changed())
+            .await
+            .expect("notified");
+        assert_eq!(t.snapshot()[&n("a")].in_flight, 0);
     }
 }

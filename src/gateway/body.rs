@@ -11,8 +11,8 @@ pub struct Parsed {
     pub model: String,
     /// `"stream": true` in a JSON body.
     pub stream: bool,
-    /// The parsed JSON body, kept to rewrite `model` without parsing twice.
-    json: Option<Value>,
+    /// Whether the body is JSON (so `model` can be rewritten).
+    json: bool,
 }
 
 /// Reads `model` (and `stream`) from a JSON body or a multipart form.
@@ -26,15 +26,32 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Parsed, ApiError> {
         return Ok(Parsed {
             model,
             stream: false,
-            json: None,
+            json: false,
         });
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-            .code("invalid_json")
+    // Only `model` and `stream` are read here; the rest is skipped without building a tree.
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow, default)]
+        model: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        stream: Option<Value>,
+    }
+    let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
+        let message = if e.is_data() {
+            "`model` must be a non-empty string".to_string()
+        } else {
+            format!("the request body is not valid JSON: {e}")
+        };
+        let err = ApiError::bad_request(message);
+        if e.is_data() {
+            err.param("model")
+        } else {
+            err.code("invalid_json")
+        }
     })?;
-    let model = match value.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+    let model = match head.model {
+        Some(m) if !m.is_empty() => m.into_owned(),
         Some(_) => {
             return Err(ApiError::bad_request("`model` must be a non-empty string").param("model"));
         }
@@ -46,14 +63,15 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Parsed, ApiError> {
             .code("missing_model"));
         }
     };
-    let stream = value
-        .get("stream")
+    let stream = head
+        .stream
+        .as_ref()
         .and_then(Value::as_bool)
         .unwrap_or(false);
     Ok(Parsed {
         model,
         stream,
-        json: Some(value),
+        json: true,
     })
 }
 
@@ -61,12 +79,15 @@ impl Parsed {
     /// The body to send on: unchanged, or with `model` replaced (JSON bodies only; multipart
     /// bodies are forwarded byte for byte).
     pub fn body_for(self, original: Bytes, model: Option<&str>) -> Bytes {
-        match (self.json, model) {
-            (Some(mut v), Some(m)) => {
+        let (true, Some(m)) = (self.json, model) else {
+            return original;
+        };
+        match serde_json::from_slice::<Value>(&original) {
+            Ok(mut v) => {
                 v["model"] = Value::String(m.to_string());
                 serde_json::to_vec(&v).map(Bytes::from).unwrap_or(original)
             }
-            _ => original,
+            Err(_) => original,
         }
     }
 }

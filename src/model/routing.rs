@@ -44,6 +44,9 @@ impl Route {
         let to = match self.target {
             Target::Upstream { .. } if self.upstream_models.iter().any(|m| m == requested) => None,
             Target::Upstream { .. } => self.upstream_models.first(),
+            // llama-server serves one model whatever the request names, and echoes the name
+            // the client used; leaving the body alone saves re-encoding it.
+            Target::Local { .. } if self.provider == ProviderKind::LlamaCpp => None,
             Target::Local { .. } => self.model_id.as_ref(),
         };
         to.map(String::as_str).filter(|m| *m != requested)
