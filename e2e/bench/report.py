@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Markdown tables from e2e/bench/run.sh's results.jsonl: medians over rounds, targets checked."""
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main(path):
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    machine = next(r for r in rows if r["kind"] == "machine")
+    wrk = defaultdict(list)  # (c, target) -> [result]
+    sse = defaultdict(list)
+    for r in rows:
+        if r["kind"] == "wrk":
+            wrk[(r["c"], r["target"])].append(r)
+        elif r["kind"] == "sse":
+            sse[(r["c"], r["target"])].append(r)
+    concs = sorted({c for c, _ in wrk} | {c for c, _ in sse})
+    out = []
+    p = out.append
+    p(f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), {machine['mem_mib']} MiB, "
+      f"kernel {machine['kernel']}; {machine['nginx']}; {machine['wrk']}; "
+      + (f"hal0 binary {machine['hal0_bin']} (HAL0_BIN; the tree was at {machine['git']}); "
+         if machine.get("hal0_bin") else
+         f"hal0 built from {machine['git']} ({machine['dirty_src_files']} uncommitted files under "
+         f"src/ or Cargo.toml in the tree); ")
+      + f"load at start {' '.join(machine['load_at_start'])}.")
+    p(f"wrk runs of {machine['duration_s']} s, {machine['rounds']} rounds, medians over rounds "
+      f"(range in brackets).")
+    p("")
+
+    def cpu_us(r, who):
+        c = r.get("cpu_ticks")
+        if not c or not r["r"]["requests"]:
+            return float("nan")
+        return c[who] / c["hz"] * 1e6 / r["r"]["requests"]
+
+    def rps(r):
+        return r["r"]["requests"] / r["r"]["duration_us"] * 1e6
+
+    verdicts = []
+    for c in concs:
+        p(f"### {c} concurrent connection{'s' if c > 1 else ''}: small JSON POST")
+        p("")
+        p("| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | upstream CPU µs/req | errors | load avg (1m) before runs |")
+        p("|---|---:|---:|---:|---:|---:|---:|---|")
+        summary = {}
+        for t in ("direct", "nginx", "hal0"):
+            rs = wrk.get((c, t), [])
+            if not rs:
+                continue
+            v = [rps(r) for r in rs]
+            p50 = [r["r"]["p50_us"] / 1000 for r in rs]
+            p99 = [r["r"]["p99_us"] / 1000 for r in rs]
+            errs = sum(r["r"]["socket_errors"] + r["r"]["non2xx"] for r in rs)
+            loads = ", ".join(r["load"].split()[0] for r in rs)
+            summary[t] = (med(v), med(p50), med(p99))
+            pcpu = "—" if t == "direct" else f"{med([cpu_us(r, t) for r in rs]):.0f}"
+            ucpu = f"{med([cpu_us(r, 'upstream') for r in rs]):.0f}"
+            p(f"| {t} | {med(v):,.0f} [{min(v):,.0f}–{max(v):,.0f}] | {med(p50):.3f} | "
+              f"{med(p99):.3f} [{min(p99):.3f}–{max(p99):.3f}] | {pcpu} | {ucpu} | {errs} | {loads} |")
+        p("")
+        if "nginx" in summary and "hal0" in summary:
+            ratio = summary["hal0"][0] / summary["nginx"][0]
+            dp99 = summary["hal0"][2] - summary["nginx"][2]
+            verdicts.append((f"c={c}: hal0 req/s ≥ 90% of nginx", ratio >= 0.9,
+                             f"{ratio:.0%} of nginx"))
+            verdicts.append((f"c={c}: hal0 p99 within 1 ms of nginx", dp99 <= 1.0,
+                             f"hal0 p99 − nginx p99 = {dp99:+.3f} ms"))
+        s = sse
+        if any((c, t) in s for t in ("direct", "nginx", "hal0")):
+            p(f"SSE, {c} concurrent stream{'s' if c > 1 else ''}: per-chunk transit "
+              f"(upstream write → client read) and what each proxy adds to it")
+            p("")
+            p("| target | chunks | transit p50 ms | transit p99 ms | added p50 ms | added p99 ms "
+              "| inter-arrival p99 ms | errors |")
+            p("|---|---:|---:|---:|---:|---:|---:|---:|")
+            base = s.get((c, "direct"), [])
+            for t in ("direct", "nginx", "hal0"):
+                rs = s.get((c, t), [])
+                if not rs:
+                    continue
+                n = sum(r["r"]["transit_us"]["n"] for r in rs)
+                t50 = med([r["r"]["transit_us"]["p50"] / 1000 for r in rs])
+                t99 = med([r["r"]["transit_us"]["p99"] / 1000 for r in rs])
+                g99 = med([r["r"]["gap_us"]["p99"] / 1000 for r in rs])
+                errs = sum(r["r"]["errors"] for r in rs)
+                if t == "direct" or not base:
+                    a50 = a99 = "—"
+                else:
+                    # Same-round differences, then the median over rounds.
+                    by_round = {r["round"]: r for r in base}
+                    d50 = [(r["r"]["transit_us"]["p50"] - by_round[r["round"]]["r"]["transit_us"]["p50"]) / 1000
+                           for r in rs if r["round"] in by_round]
+                    d99 = [(r["r"]["transit_us"]["p99"] - by_round[r["round"]]["r"]["transit_us"]["p99"]) / 1000
+                           for r in rs if r["round"] in by_round]
+                    a50, a99 = f"{med(d50):+.3f}", f"{med(d99):+.3f}"
+                    if t == "hal0":
+                        verdicts.append((f"c={c}: per-chunk added latency p99 < 1 ms",
+                                         med(d99) < 1.0, f"{med(d99):+.3f} ms"))
+                p(f"| {t} | {n} | {t50:.3f} | {t99:.3f} | {a50} | {a99} | {g99:.3f} | {errs} |")
+            p("")
+
+    p("### Memory (VmRSS of the hal0 process; nginx = master + workers)")
+    p("")
+    p("| when | hal0 VmRSS MiB | hal0 VmHWM MiB | hal0 threads | nginx RSS MiB | streams held | load avg |")
+    p("|---|---:|---:|---:|---:|---|---|")
+    for r in rows:
+        if r["kind"] != "rss":
+            continue
+        p(f"| {r['phase']} | {r['hal0_rss_kb'] / 1024:.1f} | {r['hal0_hwm_kb'] / 1024:.1f} | "
+          f"{r['hal0_threads']} | {r['nginx_rss_kb'] / 1024:.1f} | {r.get('held', '')} | {r['load']} |")
+        if r["phase"] == "streams_hal0":
+            mib = r["hal0_rss_kb"] / 1024
+            verdicts.append((f"hal0 RSS < 50 MB with {machine['hold_streams']} open streams",
+                             mib < 50 * 1e6 / 2**20, f"{mib:.1f} MiB ({r['hal0_rss_kb'] * 1024 / 1e6:.1f} MB)"))
+    p("")
+    p("### Targets")
+    p("")
+    p("| target | met? | measured |")
+    p("|---|---|---|")
+    for name, ok, what in verdicts:
+        p(f"| {name} | {'met' if ok else '**missed**'} | {what} |")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
