@@ -231,7 +231,9 @@ impl Supervisor {
         let Some(run) = self.current.as_mut() else {
             return;
         };
-        if let Some((rss, peak)) = super::memory::measure(run.child.pid) {
+        // Measured once the model is loaded: while starting, the process is not yet what it
+        // will be (the shim, or a half-read model).
+        if let (true, Some((rss, peak))) = (run.ready, super::memory::measure(run.child.pid)) {
             let generation = run.generation;
             self.emit(Event::Memory {
                 generation,
