@@ -30,6 +30,7 @@ def main(path):
          if machine.get("hal0_bin") else
          f"hal0 built from {machine['git']} ({machine['dirty_src_files']} uncommitted files under "
          f"src/ or Cargo.toml in the tree); ")
+      + (f"hal0 environment: {machine['hal0_env']}; " if machine.get("hal0_env") else "")
       + f"load at start {' '.join(machine['load_at_start'])}.")
     p(f"wrk runs of {machine['duration_s']} s, {machine['rounds']} rounds, medians over rounds "
       f"(range in brackets).")

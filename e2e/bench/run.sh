@@ -15,6 +15,7 @@
 #   SKIP_BUILD=1       use the existing target/release binaries
 #   HAL0_BIN=<path>    benchmark this hal0 binary instead (e.g. a patched build); implies no
 #                      build of hal0 (the upstream is still built unless SKIP_BUILD=1)
+#   HAL0_ENV="K=V ..." extra environment for hal0 (e.g. TOKIO_WORKER_THREADS=1)
 #   OUT=<dir>          results directory
 #
 # What it does: installs nginx and wrk with apt if they are missing; builds hal0 and
@@ -131,7 +132,8 @@ idle_timeout = "24h"
 EOF
 
 log "starting hal0 on :$HAL0_PORT (slot on :$SLOT_PORT)"
-NO_COLOR=1 "$HAL0" serve --config "$WORK/cfg/hal0.toml" </dev/null >/dev/null 2>"$WORK/hal0.log" &
+# shellcheck disable=SC2086 # HAL0_ENV is a list of K=V words
+env NO_COLOR=1 ${HAL0_ENV:-} "$HAL0" serve --config "$WORK/cfg/hal0.toml" </dev/null >/dev/null 2>"$WORK/hal0.log" &
 HAL0_PID=$!
 CHAT='{"model":"bench","messages":[{"role":"user","content":"Say ok."}]}'
 for i in $(seq 300); do
@@ -179,7 +181,7 @@ rss_record() { # phase
 # --- machine ----------------------------------------------------------------------------------
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD)
 GIT_DIRTY=$(git -C "$ROOT" status --porcelain -- src Cargo.toml | wc -l)
-record "$(python3 - "$DURATION" "$ROUNDS" "$SSE_CHUNKS" "$SSE_INTERVAL_MS" "$HOLD_STREAMS" "$GIT_REV" "$GIT_DIRTY" "$($NGINX -v 2>&1)" "$(wrk -v 2>&1 | head -1)" "${HAL0_BIN:-}" <<'EOF'
+record "$(python3 - "$DURATION" "$ROUNDS" "$SSE_CHUNKS" "$SSE_INTERVAL_MS" "$HOLD_STREAMS" "$GIT_REV" "$GIT_DIRTY" "$($NGINX -v 2>&1)" "$(wrk -v 2>&1 | head -1)" "${HAL0_BIN:-}" "${HAL0_ENV:-}" <<'EOF'
 import json, os, platform, sys
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
@@ -187,7 +189,7 @@ a = sys.argv[1:]
 print(json.dumps({"kind": "machine", "cpus": os.cpu_count(), "cpu": cpu, "mem_mib": mem,
     "kernel": platform.release(), "duration_s": int(a[0]), "rounds": int(a[1]),
     "sse_chunks": int(a[2]), "sse_interval_ms": int(a[3]), "hold_streams": int(a[4]),
-    "git": a[5], "dirty_src_files": int(a[6]), "nginx": a[7], "wrk": a[8], "hal0_bin": a[9],
+    "git": a[5], "dirty_src_files": int(a[6]), "nginx": a[7], "wrk": a[8], "hal0_bin": a[9], "hal0_env": a[10],
     "load_at_start": open("/proc/loadavg").read().split()[:3]}))
 EOF
 )"

@@ -2,12 +2,13 @@
 //! benchmark (`e2e/bench/run.sh`, results in BENCHMARKS.md). Not used by the test suite.
 //!
 //! ```text
-//! hal0-bench-upstream serve [--host H] [--port P] [...]    an OpenAI-ish upstream
+//! hal0-bench-upstream serve [--host H] [--port P] [--threads N] [...]   an OpenAI-ish upstream
 //! hal0-bench-upstream sse   --url URL [--concurrency C] [--requests R] [--chunks N] [--interval-ms I]
 //! hal0-bench-upstream hold  --url URL [--streams N] [--interval-ms I]
 //! ```
 //!
-//! `serve` accepts (and ignores) any other llama-server flag, so hal0 can run it as a slot's
+//! Every subcommand runs on `--threads` worker threads (default: one per CPU, whatever
+//! TOKIO_WORKER_THREADS says). `serve` accepts (and ignores) any other llama-server flag, so hal0 can run it as a slot's
 //! provider command. It answers `GET /health`, `GET /v1/models` and `POST /v1/*` with a small
 //! static chat completion; a body with `"stream":true` gets an SSE stream instead: `bench_chunks`
 //! events (default 20), one every `bench_interval_ms` (default 10) on an absolute schedule, each
@@ -46,7 +47,14 @@ fn main() -> anyhow::Result<()> {
         Some((c, r)) if !c.starts_with('-') => (c.as_str(), r.to_vec()),
         _ => ("serve", argv.clone()),
     };
+    // An explicit thread count: TOKIO_WORKER_THREADS, which the harness may set for hal0, is
+    // inherited by the slot and must not change the upstream.
+    let threads = match Flags(rest.clone()).get("--threads") {
+        Some(n) => n.parse().context("--threads")?,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()?;
     match cmd {
