@@ -110,12 +110,14 @@ def main(path):
 
     p("### Memory (VmRSS of the hal0 process; nginx = master + workers)")
     p("")
-    p("| when | hal0 VmRSS MiB | hal0 VmHWM MiB | hal0 threads | nginx RSS MiB | streams held | load avg |")
-    p("|---|---:|---:|---:|---:|---|---|")
+    p("| when | hal0 VmRSS MiB | of which anon / file-backed MiB | hal0 VmHWM MiB | hal0 threads | nginx RSS MiB | streams held | load avg |")
+    p("|---|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         if r["kind"] != "rss":
             continue
-        p(f"| {r['phase']} | {r['hal0_rss_kb'] / 1024:.1f} | {r['hal0_hwm_kb'] / 1024:.1f} | "
+        split = (f"{r['hal0_anon_kb'] / 1024:.1f} / {r['hal0_file_kb'] / 1024:.1f}"
+                 if "hal0_anon_kb" in r else "—")
+        p(f"| {r['phase']} | {r['hal0_rss_kb'] / 1024:.1f} | {split} | {r['hal0_hwm_kb'] / 1024:.1f} | "
           f"{r['hal0_threads']} | {r['nginx_rss_kb'] / 1024:.1f} | {r.get('held', '')} | {r['load']} |")
         if r["phase"] == "streams_hal0":
             mib = r["hal0_rss_kb"] / 1024

@@ -175,7 +175,7 @@ nginx_rss_kb() { # master + workers
     echo "$total"
 }
 rss_record() { # phase
-    record "{\"kind\":\"rss\",\"phase\":\"$1\",\"hal0_rss_kb\":$(rss_kb "$HAL0_PID" VmRSS),\"hal0_hwm_kb\":$(rss_kb "$HAL0_PID" VmHWM),\"hal0_threads\":$(rss_kb "$HAL0_PID" Threads),\"nginx_rss_kb\":$(nginx_rss_kb),\"upstream_rss_kb\":$(rss_kb "$UP_PID" VmRSS),\"load\":\"$(loadavg)\"}"
+    record "{\"kind\":\"rss\",\"phase\":\"$1\",\"hal0_rss_kb\":$(rss_kb "$HAL0_PID" VmRSS),\"hal0_hwm_kb\":$(rss_kb "$HAL0_PID" VmHWM),\"hal0_anon_kb\":$(rss_kb "$HAL0_PID" RssAnon),\"hal0_file_kb\":$(rss_kb "$HAL0_PID" RssFile),\"hal0_threads\":$(rss_kb "$HAL0_PID" Threads),\"nginx_rss_kb\":$(nginx_rss_kb),\"upstream_rss_kb\":$(rss_kb "$UP_PID" VmRSS),\"load\":\"$(loadavg)\"}"
 }
 
 # --- machine ----------------------------------------------------------------------------------
