@@ -7,24 +7,7 @@ mod support;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use support::{Hal0, real_llama};
-
-fn cache_path(var: &str, rel: &str) -> PathBuf {
-    let cache = std::env::var_os("HAL0_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/hal0-test")
-        });
-    let p = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join(rel));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test.sh (it installs the test providers)",
-        p.display()
-    );
-    p
-}
+use support::{Hal0, cache_path, real_llama};
 
 #[tokio::test]
 async fn the_openai_python_client_uses_every_builtin_slot() {

@@ -55,24 +55,32 @@ fn free_range(n: u16) -> (u16, u16) {
 
 /// The real llama-server wrapper and the SmolLM2 model, installed by scripts/setup-providers.sh.
 pub fn real_llama() -> (PathBuf, PathBuf) {
+    (
+        cache_path("HAL0_LLAMA_SERVER", "bin/llama-server"),
+        cache_path(
+            "HAL0_SMOLLM2_GGUF",
+            "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+    )
+}
+
+/// A file installed by the setup scripts: `$var` if set, else `rel` under the test cache
+/// (`$HAL0_TEST_CACHE`, default `~/.cache/hal0-test`). Missing files fail the test with the fix.
+pub fn cache_path(var: &str, rel: &str) -> PathBuf {
     let cache = std::env::var_os("HAL0_TEST_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/hal0-test")
         });
-    let server = std::env::var_os("HAL0_LLAMA_SERVER")
+    let p = std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("bin/llama-server"));
-    let model = std::env::var_os("HAL0_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        .unwrap_or_else(|| cache.join(rel));
     assert!(
-        server.exists() && model.exists(),
-        "the real llama-server ({}) or SmolLM2 ({}) is missing: run scripts/setup-providers.sh (scripts/test.sh does)",
-        server.display(),
-        model.display()
+        p.exists(),
+        "{} is missing: run scripts/test.sh (it installs the test providers)",
+        p.display()
     );
-    (server, model)
+    p
 }
 
 /// A running `hal0 serve`.
