@@ -11,6 +11,9 @@
 #        HAL0_HELLO_WAV     a WAV of espeak-ng saying "hello world"
 #        HAL0_OPENAI_PYTHON a Python with the official openai client
 #        HAL0_CHROMIUM      Debian's chromium, for the dashboard test
+#        HAL0_KUBE_BIN_DIR  etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+#                           kubectl, kwok, helm (scripts/setup-kube.sh builds them from the
+#                           Go module proxy: ~15 min cold on 2 cores, cached after)
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo fmt --check
 # All steps run; exits non-zero if any failed.
@@ -34,6 +37,11 @@ if [ -x scripts/setup-speech.sh ] && [ "${HAL0_SKIP_SPEECH:-0}" != 1 ]; then
     eval "$vars"
     export HAL0_STT_SERVER=$STT_SERVER HAL0_TTS_SERVER=$TTS_SERVER HAL0_HELLO_WAV=$HELLO_WAV
 fi
+step "building the Kubernetes control plane (scripts/setup-kube.sh; cold ~15 min, then cached)"
+vars=$(scripts/setup-kube.sh)
+eval "$vars"
+export HAL0_KUBE_BIN_DIR=$KUBE_BIN_DIR
+
 step "installing the openai Python client (scripts/setup-openai-client.sh)"
 vars=$(scripts/setup-openai-client.sh)
 eval "$vars"

@@ -44,6 +44,10 @@ pub struct KubeServeArgs {
     /// With `--source kube`: how long a request waits for a Slot at zero to become ready.
     #[arg(long, default_value = "10m")]
     pub load_timeout: HumanDuration,
+    /// Test-only: send every in-cluster slot's traffic to this base URL instead of its Service
+    /// (for test control planes without a kubelet or cluster DNS).
+    #[arg(long, hide = true)]
+    pub endpoint_override: Option<String>,
 }
 
 /// `hal0 controller` flags.
@@ -56,9 +60,19 @@ pub struct ControllerArgs {
     /// Watch only this namespace (default: every namespace).
     #[arg(long, env = "HAL0_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Where /healthz and /readyz are served.
+    /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, default_value = "0.0.0.0:8081")]
     pub health_listen: String,
+    /// Reconcile only while holding the `hal0-controller` Lease, so two replicas never act at
+    /// once (`--leader-elect=false` to turn it off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// The namespace of the leader Lease (default: the pod's, from POD_NAMESPACE, else hal0).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a leader's Lease lasts without renewal before another replica takes over.
+    #[arg(long, default_value = "15s")]
+    pub lease_duration: HumanDuration,
 }
 
 /// `hal0 crd`: prints the CustomResourceDefinition.
@@ -91,8 +105,60 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// `hal0 controller`: runs until SIGINT or SIGTERM.
+/// How long in-flight reconciles get after SIGTERM before the controller exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+async fn health_server(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<crate::kubernetes::metrics::Metrics>,
+) {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let ready = metrics.clone();
+    let router = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let m = ready.clone();
+                async move {
+                    if m.is_synced() {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the Slot watch has not synced yet",
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, router).await {
+        tracing::warn!(error = %e, "health endpoint stopped");
+    }
+}
+
+/// `hal0 controller`: runs until SIGINT or SIGTERM (or, with leader election, until the Lease
+/// is lost: then it exits with an error and is restarted as a candidate).
 pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    use crate::kubernetes::leader::Elector;
+    use crate::kubernetes::metrics::Metrics;
+
     let config = ClusterConfig::load(args.config.as_deref())?;
     let client = Client::try_default()
         .await
@@ -100,19 +166,81 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let health = tokio::net::TcpListener::bind(&args.health_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.health_listen))?;
-    let ok = || async { "ok" };
-    let health_router = axum::Router::new()
-        .route("/healthz", axum::routing::get(ok))
-        .route("/readyz", axum::routing::get(ok));
+    let metrics = Arc::new(Metrics::default());
+    tokio::spawn(health_server(health, metrics.clone()));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(health, health_router).await {
-            tracing::warn!(error = %e, "health endpoint stopped");
-        }
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
     });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+
+    let mut elector = None;
+    if args.leader_elect {
+        let ns = args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| "hal0".into());
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
+        let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(client.clone(), &ns);
+        let mut e = Elector::new(api, identity, args.lease_duration.as_duration());
+        tokio::select! {
+            () = e.acquire() => {}
+            () = stopped(stop_rx.clone()) => return Ok(()),
+        }
+        metrics.set_leader(true);
+        elector = Some(e);
+    }
+
     let scope = args.namespace.map_or(Scope::All, Scope::Namespace);
     tracing::info!(?scope, "controller starting");
-    controller::run(client, config, scope, shutdown_signal()).await;
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let stop = stop_rx.clone();
+    let run = controller::run(client, config, scope, metrics.clone(), async move {
+        tokio::select! {
+            () = stopped(stop) => {}
+            () = stopped(lost_rx) => {}
+        }
+    });
+    let mut run = std::pin::pin!(run);
+    let keep = async {
+        match elector.as_mut() {
+            Some(e) => e.keep().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        () = &mut run => None,
+        lost = keep => Some(lost),
+        () = stopped(stop_rx.clone()) => {
+            // In-flight reconciles get a bounded time; a stuck one never holds the exit.
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut run).await.is_err() {
+                tracing::warn!("reconciles still running after {SHUTDOWN_GRACE:?}; exiting anyway");
+            }
+            None
+        }
+    };
+    if let Some(lost) = outcome {
+        let _ = lost_tx.send(true);
+        metrics.set_leader(false);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, run).await;
+        return Err(lost.into());
+    }
+    if let Some(mut e) = elector {
+        e.release().await;
+    }
     Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "hal0-controller".into())
 }
 
 /// `hal0 serve --source kube`: the gateway over the Slots of one namespace.
@@ -128,10 +256,14 @@ pub async fn serve(args: KubeServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(%namespace, "gateway listening on http://{}", listener.local_addr()?);
+    let opts = crate::source::kube::Options {
+        namespace,
+        port: args.slot_port,
+        endpoint_override: args.endpoint_override.clone(),
+    };
     run_gateway(
         client,
-        namespace,
-        args.slot_port,
+        opts,
         args.load_timeout.as_duration(),
         listener,
         shutdown_signal(),
@@ -142,21 +274,24 @@ pub async fn serve(args: KubeServeArgs) -> anyhow::Result<()> {
 /// The in-cluster gateway on `listener` until `shutdown` resolves; tests call this directly.
 pub async fn run_gateway(
     client: Client,
-    namespace: String,
-    slot_port: u16,
+    opts: crate::source::kube::Options,
     load_timeout: Duration,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let api: Api<Slot> = Api::namespaced(client, &namespace);
+    let api: Api<Slot> = Api::namespaced(client.clone(), &opts.namespace);
+    let dynamic: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client,
+        &opts.namespace,
+        &crate::kubernetes::reconcile::slot_resource(),
+    );
     let (routes_tx, routes_rx) = watch::channel(Arc::new(RoutingTable::default()));
     let (statuses_tx, statuses_rx) = watch::channel(Arc::new(StatusMap::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stop_source = stop_rx.clone();
     let source = tokio::spawn(crate::source::kube::run(
-        api.clone(),
-        namespace,
-        slot_port,
+        dynamic,
+        opts,
         routes_tx,
         statuses_tx,
         async move {

@@ -12,10 +12,10 @@ use super::slot::SlotRead;
 use crate::model::{ProviderKind, Role};
 
 /// Keys that only mean something for `openai-compatible` slots.
-pub(crate) const UPSTREAM_ONLY: [&str; 4] = ["upstream", "api_key_env", "auth", "models"];
+pub(crate) const UPSTREAM_ONLY: [&str; 4] = ProviderKind::UPSTREAM_ONLY_FIELDS;
 
 /// Keys that only mean something for slots that run a process.
-pub(crate) const PROCESS_ONLY: [&str; 5] = ["port", "args", "env", "device", "memory"];
+pub(crate) const PROCESS_ONLY: [&str; 5] = ProviderKind::PROCESS_ONLY_FIELDS;
 
 /// Check every cross-field and cross-slot rule.
 pub(crate) fn check(sink: &mut Sink<'_>, doc: &Document) {

@@ -1,26 +1,38 @@
 //! `hal0 controller`: runs the Slot reconciler under `kube::runtime::Controller`, watching
 //! Slots and the Deployments and Services it owns, until `shutdown` resolves.
 //!
-//! Two replicas must not fight: the manifests run one replica with the `Recreate` strategy
-//! (never two at once, even during a rollout) and a readiness probe. Even if two did run, every
-//! write is a forced server-side apply of the same desired state computed from the same
-//! objects (level-based), so they would agree rather than flap.
+//! - Slots are watched as untyped objects and decoded one at a time in the reconciler, so one
+//!   Slot that does not decode never fails the list of all the others.
+//! - Only a change that matters triggers a reconcile: a new `generation` (spec or scale), a
+//!   deletion, or a finalizer change. Status writes (the controller's own, the gateway's
+//!   `lastActivity`) do not; a Slot that is busy is requeued for its idle deadline instead.
+//! - At most [`CONCURRENCY`] reconciles run at once.
+//! - `/readyz` turns ready once the Slot watch has listed everything; `/metrics` counts
+//!   reconciles, errors, durations, the queue and watch errors (logged at warn).
+//!
+//! Two replicas never act at once: see [`super::leader`].
 
 use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::controller::Controller;
+use kube::api::DynamicObject;
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::{PredicateConfig, WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use super::config::ClusterConfig;
+use super::metrics::Metrics;
 use super::names;
-use super::reconcile::{Context, error_policy, reconcile};
-use crate::crd::Slot;
+use super::reconcile::{Context, OwnedStores, error_policy, reconcile, slot_resource};
+
+/// Reconciles running at once, at most.
+pub const CONCURRENCY: u16 = 16;
 
 /// Which namespaces the controller watches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +52,23 @@ where
     }
 }
 
+/// What about a Slot triggers a reconcile: its generation (spec and scale), whether it is
+/// being deleted, and its finalizers. Not its status, labels or annotations.
+pub fn slot_changes(obj: &DynamicObject) -> Option<u64> {
+    let meta = obj.meta();
+    let mut h = DefaultHasher::new();
+    meta.generation.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.uid.hash(&mut h);
+    Some(h.finish())
+}
+
+fn log_watch_error(metrics: &Metrics, what: &str, e: &watcher::Error) {
+    metrics.watch_error();
+    tracing::warn!(watch = what, error = %e, "watch failed; retrying with backoff");
+}
+
 /// Runs the controller with `ctx` until `shutdown` resolves.
 pub async fn run_with(
     ctx: Arc<Context>,
@@ -47,15 +76,73 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
+    let ar = slot_resource();
+    let slots: Api<DynamicObject> = match &scope {
+        Scope::All => Api::all_with(client.clone(), &ar),
+        Scope::Namespace(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+    };
+    let metrics = ctx.metrics.clone();
+
+    let writer = Writer::<DynamicObject>::new(ar.clone());
+    let reader = writer.as_reader();
+    let _ = ctx.slots_store.set(reader.clone());
+    let (poke_tx, poke_rx) = tokio::sync::mpsc::unbounded_channel();
+    let _ = ctx.poke.set(poke_tx);
+    let m = metrics.clone();
+    let m2 = metrics.clone();
+    let m3 = metrics.clone();
+    let trigger = watcher(slots, watcher::Config::default())
+        .default_backoff()
+        .inspect_err(move |e| log_watch_error(&m, "slots", e))
+        .inspect_ok(move |ev| {
+            if matches!(ev, watcher::Event::InitDone) && !m3.is_synced() {
+                m3.set_synced();
+                tracing::info!("Slot watch synced");
+            }
+        })
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(slot_changes, PredicateConfig::default())
+        .inspect_ok(move |o| m2.triggered(&o.namespace().unwrap_or_default(), &o.name_any()));
+
     let owned = watcher::Config::default().labels(names::OWNED_SELECTOR);
-    Controller::new(api::<Slot>(&client, &scope), watcher::Config::default())
-        .owns(api::<Deployment>(&client, &scope), owned.clone())
-        .owns(api::<Service>(&client, &scope), owned)
+    let dep_writer = Writer::<Deployment>::default();
+    let svc_writer = Writer::<Service>::default();
+    let _ = ctx.owned.set(OwnedStores {
+        deployments: dep_writer.as_reader(),
+        services: svc_writer.as_reader(),
+    });
+    let m = metrics.clone();
+    let deployments = reflector(
+        dep_writer,
+        watcher(api::<Deployment>(&client, &scope), owned.clone()).default_backoff(),
+    )
+    .inspect_err(move |e| log_watch_error(&m, "deployments", e))
+    .touched_objects();
+    let m = metrics.clone();
+    let services = reflector(
+        svc_writer,
+        watcher(api::<Service>(&client, &scope), owned).default_backoff(),
+    )
+    .inspect_err(move |e| log_watch_error(&m, "services", e))
+    .touched_objects();
+
+    Controller::for_stream_with(trigger, reader, ar)
+        .owns_stream(deployments)
+        .owns_stream(services)
+        .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            poke_rx,
+        ))
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((slot, _)) => tracing::debug!(slot = %slot.name, "reconciled"),
+                Err(controller::Error::ObjectNotFound(r)) => {
+                    tracing::debug!(slot = %r.name, "gone before its reconcile")
+                }
+                // Reconcile errors were logged by error_policy, watch errors above.
                 Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
             }
         })
@@ -67,12 +154,14 @@ pub async fn run(
     client: Client,
     config: ClusterConfig,
     scope: Scope,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reporter = Reporter {
         controller: names::CONTROLLER_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let ctx = Arc::new(Context::new(client, config, reporter));
-    run_with(ctx, scope, shutdown).await;
+    let mut ctx = Context::new(client, config, reporter);
+    ctx.metrics = metrics;
+    run_with(Arc::new(ctx), scope, shutdown).await;
 }

@@ -18,8 +18,11 @@ pub enum Observation<'a> {
     Upstream,
     /// Writing the Deployment or the Service failed.
     ApplyFailed(String),
-    /// Deployment and Service were applied; this is the Deployment's status.
-    Applied(Option<&'a DeploymentStatus>),
+    /// Deployment and Service were applied; the Deployment's generation and status.
+    Applied {
+        generation: Option<i64>,
+        status: Option<&'a DeploymentStatus>,
+    },
 }
 
 /// One condition, keeping the previous transition time when its status did not change.
@@ -141,10 +144,27 @@ pub fn slot_status(
                 ok(),
             ],
         ),
-        Observation::Applied(st) => {
+        Observation::Applied {
+            generation: dep_generation,
+            status: st,
+        } => {
             let desired = slot.spec.desired_replicas();
             let running = st.and_then(|s| s.replicas).unwrap_or(0);
-            let ready = st.and_then(|s| s.ready_replicas).unwrap_or(0);
+            // Ready pods count only once the Deployment controller has seen the latest spec
+            // (observedGeneration) and they run it (updatedReplicas): right after a spec edit,
+            // the old pods' readiness says nothing about the new ones.
+            let observed = st.and_then(|s| s.observed_generation);
+            let current = match (observed, dep_generation) {
+                (Some(o), Some(g)) => o >= *g,
+                (_, None) => true,
+                (None, Some(_)) => false,
+            };
+            let updated = st.and_then(|s| s.updated_replicas).unwrap_or(0);
+            let ready = if current {
+                st.and_then(|s| s.ready_replicas).unwrap_or(0).min(updated)
+            } else {
+                0
+            };
             let trouble = st.and_then(deployment_trouble);
             let (phase, loaded) = match (desired, ready, running, &trouble) {
                 (0, _, r, _) if r > 0 => (Phase::Unloading, (false, reasons::UNLOADING)),
@@ -193,4 +213,43 @@ pub fn status_changed(current: Option<&SlotStatus>, new: &SlotStatus) -> bool {
     let mut current = current.clone();
     current.last_activity = None;
     current != *new
+}
+
+/// Marks `status` Degraded with reason `NameConflict` (unless it is already Degraded for
+/// another reason): the Slot runs, but names it claims are claimed by other Slots too.
+pub fn with_conflict(
+    mut status: SlotStatus,
+    slot: &Slot,
+    message: String,
+    now: Timestamp,
+) -> SlotStatus {
+    let previous: &[Condition] = slot.status.as_ref().map_or(&[], |s| &s.conditions[..]);
+    let degraded = status
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == conditions::DEGRADED);
+    match degraded {
+        Some(c) if c.status == "True" => {}
+        Some(c) => {
+            *c = condition(
+                previous,
+                conditions::DEGRADED,
+                true,
+                reasons::NAME_CONFLICT,
+                message,
+                slot.metadata.generation,
+                now,
+            )
+        }
+        None => status.conditions.push(condition(
+            previous,
+            conditions::DEGRADED,
+            true,
+            reasons::NAME_CONFLICT,
+            message,
+            slot.metadata.generation,
+            now,
+        )),
+    }
+    status
 }

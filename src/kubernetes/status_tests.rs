@@ -28,8 +28,32 @@ fn deployment(replicas: i32, ready: i32) -> DeploymentStatus {
     DeploymentStatus {
         replicas: Some(replicas),
         ready_replicas: Some(ready),
+        updated_replicas: Some(replicas),
+        observed_generation: Some(2),
         ..DeploymentStatus::default()
     }
+}
+
+/// A Deployment at generation 2 with this status.
+fn applied(st: &DeploymentStatus) -> Observation<'_> {
+    Observation::Applied {
+        generation: Some(2),
+        status: Some(st),
+    }
+}
+
+#[test]
+fn ready_pods_count_only_once_the_rollout_is_observed_and_updated() {
+    let mut stale = deployment(1, 1);
+    stale.observed_generation = Some(1);
+    let s = slot_status(&slot(1), &applied(&stale), None, at(0));
+    assert_eq!(s.phase, Some(Phase::Loading), "old generation's readiness");
+    let mut old_pods = deployment(1, 1);
+    old_pods.updated_replicas = Some(0);
+    let s = slot_status(&slot(1), &applied(&old_pods), None, at(0));
+    assert_eq!(s.phase, Some(Phase::Loading), "ready pods of the old spec");
+    let s = slot_status(&slot(1), &applied(&deployment(1, 1)), None, at(0));
+    assert_eq!(s.phase, Some(Phase::Ready));
 }
 
 fn reason(s: &crate::crd::SlotStatus, type_: &str) -> (String, String) {
@@ -46,12 +70,7 @@ fn phases_follow_desired_and_ready_replicas() {
         (1, deployment(1, 1), Phase::Ready, reasons::POD_READY),
     ];
     for (desired, st, phase, loaded) in cases {
-        let s = slot_status(
-            &slot(desired),
-            &Observation::Applied(Some(&st)),
-            None,
-            at(0),
-        );
+        let s = slot_status(&slot(desired), &applied(&st), None, at(0));
         assert_eq!(s.phase, Some(phase), "{desired} {st:?}");
         assert_eq!(reason(&s, conditions::LOADED).1, loaded);
         assert_eq!(
@@ -72,7 +91,7 @@ fn a_stuck_rollout_is_degraded_and_parked() {
         message: Some("ImagePullBackOff".into()),
         ..DeploymentCondition::default()
     }]);
-    let s = slot_status(&slot(1), &Observation::Applied(Some(&st)), None, at(0));
+    let s = slot_status(&slot(1), &applied(&st), None, at(0));
     assert_eq!(s.phase, Some(Phase::CrashLoop));
     let d = s.condition(conditions::DEGRADED).expect("degraded");
     assert_eq!(
@@ -107,19 +126,14 @@ fn invalid_specs_and_upstreams() {
 fn transition_times_move_only_on_a_change() {
     let mut s = slot(1);
     let loading = deployment(1, 0);
-    s.status = Some(slot_status(
-        &s,
-        &Observation::Applied(Some(&loading)),
-        None,
-        at(0),
-    ));
-    let again = slot_status(&s, &Observation::Applied(Some(&loading)), None, at(50));
+    s.status = Some(slot_status(&s, &applied(&loading), None, at(0)));
+    let again = slot_status(&s, &applied(&loading), None, at(50));
     assert!(
         !status_changed(s.status.as_ref(), &again),
         "same observation, same status"
     );
     let ready = deployment(1, 1);
-    let later = slot_status(&s, &Observation::Applied(Some(&ready)), None, at(60));
+    let later = slot_status(&s, &applied(&ready), None, at(60));
     let t = |st: &crate::crd::SlotStatus, ty| {
         st.condition(ty)
             .map(|c| c.last_transition_time.0)

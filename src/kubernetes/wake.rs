@@ -220,11 +220,17 @@ async fn run(
                 Some(Msg::Finished(slot)) => throttle.finished(&slot),
                 Some(Msg::Wake(slot)) => {
                     if let Some(writes) = throttle.wake(&slot, Instant::now()) {
-                        if writes.activity {
-                            write_activity(&writer, slot.clone(), clock());
-                        }
+                        // Activity first, then the scale: the controller never sees the Slot
+                        // at one replica with an old lastActivity (it would idle it right
+                        // back down).
+                        let activity = writes.activity.then(|| writer.activity(&slot, clock()));
                         let fut = writer.scale_up(&slot);
                         tokio::spawn(async move {
+                            if let Some(a) = activity
+                                && let Err(e) = a.await
+                            {
+                                tracing::warn!(%slot, error = %e, "cannot record activity on the Slot");
+                            }
                             match fut.await {
                                 Ok(()) => tracing::info!(%slot, "woke: scaled to one"),
                                 Err(e) => tracing::warn!(%slot, error = %e, "cannot scale the Slot up"),

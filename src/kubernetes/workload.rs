@@ -32,6 +32,25 @@ pub fn device_resource(device: Device) -> Option<&'static str> {
     }
 }
 
+/// A byte count as the Kubernetes quantity users write: `8Gi`, `512Mi`, else plain bytes.
+pub fn memory_quantity(bytes: u64) -> Quantity {
+    for (suffix, size) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("T", 1_000_000_000_000),
+        ("G", 1_000_000_000),
+        ("M", 1_000_000),
+        ("Ki", 1 << 10),
+        ("k", 1_000),
+    ] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return Quantity(format!("{}{suffix}", bytes / size));
+        }
+    }
+    Quantity(bytes.to_string())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
     #[error("the Slot has no metadata.uid or namespace yet (it was not read from the API server)")]
@@ -99,7 +118,7 @@ fn resources(slot: &Slot) -> Option<ResourceRequirements> {
         .collect();
     let requests: BTreeMap<String, Quantity> = spec
         .memory
-        .map(|m| ("memory".to_string(), Quantity(m.0.to_string())))
+        .map(|m| ("memory".to_string(), memory_quantity(m.0)))
         .into_iter()
         .collect();
     (!limits.is_empty() || !requests.is_empty()).then(|| ResourceRequirements {

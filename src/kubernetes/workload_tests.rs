@@ -143,7 +143,7 @@ fn devices_request_device_plugin_resources() {
     let c = container(&stored("gpu", gpu, None), &cfg);
     let res = c.resources.expect("resources");
     assert_eq!(res.limits.expect("limits")["amd.com/gpu"].0, "1");
-    assert_eq!(res.requests.expect("requests")["memory"].0, "8589934592");
+    assert_eq!(res.requests.expect("requests")["memory"].0, "8Gi");
     assert!(c.security_context.is_none());
 
     let mut npu = SlotSpec::new(ProviderKind::Flm, Some("flm:llama3.2:1b"));

@@ -1,4 +1,5 @@
-//! Memory sizes as written in `hal0.toml`: `96GiB`, `512MiB`, `1.5GB`, or a plain byte count.
+//! Memory sizes as written in `hal0.toml`: `96GiB`, `512MiB`, `1.5GB`, or a plain byte count;
+//! and as Kubernetes quantities are written: `8Gi`, `512Mi`, `2G`, `500M`, `1k`.
 
 use std::fmt;
 
@@ -12,7 +13,7 @@ pub struct ByteSize(#[schemars(with = "String")] pub u64);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{input:?} is not a memory size: {reason}; write it like \"96GiB\", \"512MiB\" or \"1.5GB\""
+    "{input:?} is not a memory size: {reason}; write it like \"96GiB\", \"512MiB\", \"1.5GB\" or \"8Gi\""
 )]
 pub struct ByteSizeError {
     input: String,
@@ -30,6 +31,25 @@ const UNITS: [(&str, u64); 9] = [
     ("GiB", 1 << 30),
     ("TiB", 1 << 40),
 ];
+
+/// Kubernetes quantity suffixes, matched exactly (case matters: `m` would be milli).
+const QUANTITY_UNITS: [(&str, u64); 9] = [
+    ("Ki", 1 << 10),
+    ("Mi", 1 << 20),
+    ("Gi", 1 << 30),
+    ("Ti", 1 << 40),
+    ("k", 1_000),
+    ("K", 1_000),
+    ("M", 1_000_000),
+    ("G", 1_000_000_000),
+    ("T", 1_000_000_000_000),
+];
+
+/// The strings [`ByteSize::parse`] accepts whatever their value, as a pattern for the CRD
+/// schema (Go's RE2 syntax). Anything it admits parses: at most 18 digits for a plain byte
+/// count and 6 (+3 decimals) before a unit keep every value below `u64::MAX`.
+pub const BYTESIZE_PATTERN: &str =
+    r"^([0-9]{1,18}|[0-9]{1,6}(\.[0-9]{1,3})? ?((?i:[kmgt]i?b|b)|[KMGT]i|[kKMGT]))$";
 
 impl ByteSize {
     pub fn gib(n: u64) -> Self {
@@ -56,6 +76,12 @@ impl ByteSize {
         let unit = unit.trim();
         let mult = if unit.is_empty() {
             1
+        } else if let Some((_, m)) = QUANTITY_UNITS.iter().find(|(u, _)| *u == unit) {
+            *m
+        } else if unit == "m" {
+            return Err(err(
+                "\"m\" means milli (a thousandth); for megabytes write \"M\", \"Mi\" or \"MiB\"",
+            ));
         } else {
             UNITS
                 .iter()
@@ -63,7 +89,7 @@ impl ByteSize {
                 .map(|(_, m)| *m)
                 .ok_or_else(|| {
                     err(&format!(
-                        "unknown unit {unit:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+                        "unknown unit {unit:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, or Kubernetes' Ki, Mi, Gi, Ti, k, M, G, T)"
                     ))
                 })?
         };
@@ -133,8 +159,33 @@ mod tests {
     }
 
     #[test]
+    fn cluster_style_quantities_parse() {
+        assert_eq!(ByteSize::parse("8Gi").unwrap(), ByteSize::gib(8));
+        assert_eq!(ByteSize::parse("512Mi").unwrap(), ByteSize::mib(512));
+        assert_eq!(ByteSize::parse("1Ti").unwrap().0, 1 << 40);
+        assert_eq!(ByteSize::parse("2G").unwrap().0, 2_000_000_000);
+        assert_eq!(ByteSize::parse("500M").unwrap().0, 500_000_000);
+        assert_eq!(ByteSize::parse("1k").unwrap().0, 1000);
+        assert_eq!(ByteSize::parse("1.5Gi").unwrap(), ByteSize(1536 << 20));
+        let milli = ByteSize::parse("512m").unwrap_err().to_string();
+        assert!(milli.contains("milli"), "{milli}");
+    }
+
+    #[test]
+    fn the_largest_pattern_values_fit() {
+        for s in [
+            "999999999999999999",
+            "999999.999TiB",
+            "999999.999Ti",
+            "999999T",
+        ] {
+            assert!(ByteSize::parse(s).is_ok(), "{s}");
+        }
+    }
+
+    #[test]
     fn bad_sizes_are_refused() {
-        for s in ["", "GiB", "12XB", "1..2GB"] {
+        for s in ["", "GiB", "12XB", "1..2GB", "8gi", "8mi"] {
             assert!(ByteSize::parse(s).is_err(), "{s}");
         }
     }

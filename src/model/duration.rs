@@ -10,7 +10,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, JsonSchema)]
 #[schemars(transparent)]
 pub struct HumanDuration(
-    #[schemars(with = "String", regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))] pub Duration,
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^([0-9]{1,9}(ms|s|m|h|d)){1,5}$"),
+        length(max = 64)
+    )]
+    pub Duration,
 );
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

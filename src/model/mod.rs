@@ -13,7 +13,7 @@ mod slot_name;
 mod spec;
 mod status;
 
-pub use bytesize::{ByteSize, ByteSizeError};
+pub use bytesize::{BYTESIZE_PATTERN, ByteSize, ByteSizeError};
 pub use desired::{DesiredState, ProviderOverride};
 pub use device::Device;
 pub use duration::{DurationError, HumanDuration};
@@ -21,6 +21,6 @@ pub use launch::LaunchSpec;
 pub use provider::{ProviderKind, Role, UpstreamAuth};
 pub use routing::{Resolution, Route, RoutingTable, Target};
 pub use server::ServerSettings;
-pub use slot_name::{BUILTIN_SLOTS, NameError, SlotName};
+pub use slot_name::{BUILTIN_SLOTS, MAX_NAME_LEN, NAME_PATTERN, NameError, SlotName};
 pub use spec::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PRIORITY, SlotSpec, model_id_of};
 pub use status::{Phase, PullProgress, SlotStatus};

@@ -16,6 +16,9 @@ pub const BUILTIN_SLOTS: [(&str, Role); 4] = [
     ("tts", Role::TextToSpeech),
 ];
 
+/// The pattern every slot name matches (the reader checks it char by char for clear errors).
+pub const NAME_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
+
 /// Longest slot name we accept: it becomes part of Kubernetes object names (63 chars) with a
 /// short prefix, and of log lines.
 pub const MAX_NAME_LEN: usize = 50;

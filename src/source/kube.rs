@@ -7,9 +7,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use futures_util::StreamExt;
-use kube::Api;
+use kube::api::DynamicObject;
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::core::{self, ObservedSlot, StatusMap};
@@ -40,6 +44,45 @@ fn observed(slot: &Slot) -> ObservedSlot {
     }
 }
 
+/// Decodes watched Slots one at a time, remembering each result per resourceVersion: a Slot
+/// that does not decode is left out (and logged once), never the whole list.
+#[derive(Default)]
+pub struct Decoder {
+    cache: HashMap<String, (Option<String>, Option<Arc<Slot>>)>,
+}
+
+impl Decoder {
+    pub fn decode_all(&mut self, objects: &[Arc<DynamicObject>]) -> Vec<Arc<Slot>> {
+        let mut seen = HashMap::with_capacity(objects.len());
+        let mut out = Vec::with_capacity(objects.len());
+        for obj in objects {
+            let key = obj.uid().unwrap_or_else(|| obj.name_any());
+            let version = obj.meta().resource_version.clone();
+            let entry = match self.cache.remove(&key) {
+                Some(hit) if hit.0 == version => hit,
+                _ => {
+                    let value = serde_json::to_value(&**obj).map_err(|e| e.to_string());
+                    let decoded = value
+                        .and_then(|v| serde_json::from_value::<Slot>(v).map_err(|e| e.to_string()));
+                    match decoded {
+                        Ok(slot) => (version, Some(Arc::new(slot))),
+                        Err(e) => {
+                            tracing::warn!(slot = %obj.name_any(), error = %e, "Slot cannot be read; not routed (the controller marks it Degraded)");
+                            (version, None)
+                        }
+                    }
+                }
+            };
+            if let Some(slot) = &entry.1 {
+                out.push(slot.clone());
+            }
+            seen.insert(key, entry);
+        }
+        self.cache = seen;
+        out
+    }
+}
+
 /// Projects Slots into the gateway's routing table and statuses. Slots whose spec is invalid
 /// are left out (the controller marks them Degraded). `port` is the slot Service port used
 /// when a Slot has no `status.endpoint` yet.
@@ -47,6 +90,14 @@ pub fn views(slots: &[Arc<Slot>], namespace: &str, port: u16) -> (RoutingTable, 
     let mut desired = DesiredState::default();
     let mut obs: BTreeMap<SlotName, ObservedSlot> = BTreeMap::new();
     let mut endpoints: BTreeMap<SlotName, String> = BTreeMap::new();
+    let specs: Vec<(String, serde_json::Value)> = slots
+        .iter()
+        .map(|s| {
+            let spec = serde_json::to_value(&s.spec).unwrap_or_default();
+            (s.metadata.name.clone().unwrap_or_default(), spec)
+        })
+        .collect();
+    let taken = crate::kubernetes::claims::ambiguous(specs.iter().map(|(n, s)| (n.as_str(), s)));
     for slot in slots {
         let Ok(name) = validate(slot) else {
             continue;
@@ -60,7 +111,11 @@ pub fn views(slots: &[Arc<Slot>], namespace: &str, port: u16) -> (RoutingTable, 
             .unwrap_or_else(|| names::endpoint(&name, ns, port));
         endpoints.insert(name.clone(), endpoint);
         obs.insert(name.clone(), observed(slot));
-        desired.slots.insert(name, slot.spec.slot.clone());
+        let mut spec = slot.spec.slot.clone();
+        // A name two Slots claim routes by neither's alias (the controller marks both Degraded).
+        spec.aliases.retain(|a| !taken.contains(a));
+        spec.models.retain(|m| !taken.contains(m));
+        desired.slots.insert(name, spec);
     }
     let ports: BTreeMap<SlotName, u16> = desired.slots.keys().map(|n| (n.clone(), port)).collect();
     let mut table = core::routing_table(&desired, &obs, &ports);
@@ -90,17 +145,34 @@ pub fn views(slots: &[Arc<Slot>], namespace: &str, port: u16) -> (RoutingTable, 
     (table, statuses)
 }
 
+/// Where the gateway finds the Slots and how it reaches them.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub namespace: String,
+    /// The slot Service port, used until a Slot shows its endpoint.
+    pub port: u16,
+    /// Test-only: send every slot's traffic to this base URL (`http://127.0.0.1:PORT`)
+    /// instead of its Service, for control planes without a kubelet or cluster DNS.
+    pub endpoint_override: Option<String>,
+}
+
 /// Watches the Slots of `api` and publishes the routing table and statuses on every change,
 /// until `shutdown` resolves. The watcher retries with backoff; the last views stay meanwhile.
 pub async fn run(
-    api: Api<Slot>,
-    namespace: String,
-    port: u16,
+    api: Api<DynamicObject>,
+    opts: Options,
     routes: watch::Sender<Arc<RoutingTable>>,
     statuses: watch::Sender<Arc<StatusMap>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (reader, writer) = reflector::store();
+    let Options {
+        namespace,
+        port,
+        endpoint_override,
+    } = opts;
+    let writer = Writer::<DynamicObject>::new(crate::kubernetes::reconcile::slot_resource());
+    let reader = writer.as_reader();
+    let mut decoder = Decoder::default();
     // Every event, not only touched objects: the store swaps in the initial list at InitDone.
     let stream = reflector(
         writer,
@@ -113,7 +185,17 @@ pub async fn run(
                 tracing::warn!(error = %e, "watching Slots failed; retrying");
                 continue;
             }
-            let (table, status) = views(&reader.state(), &namespace, port);
+            let slots = decoder.decode_all(&reader.state());
+            let (mut table, status) = views(&slots, &namespace, port);
+            if let Some(base) = &endpoint_override {
+                for route in table.routes.values_mut() {
+                    if let Target::Upstream { base_url, .. } = &mut route.target
+                        && base_url.contains(".svc")
+                    {
+                        *base_url = format!("{}/v1", base.trim_end_matches('/'));
+                    }
+                }
+            }
             routes.send_if_modified(|cur| {
                 let changed = **cur != table;
                 if changed {

@@ -21,8 +21,11 @@ impl Gateway {
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(hal0::app_kube::run_gateway(
             api.client(),
-            "ai".into(),
-            8080,
+            hal0::source::kube::Options {
+                namespace: "ai".into(),
+                port: 8080,
+                endpoint_override: None,
+            },
             load_timeout,
             listener,
             async {

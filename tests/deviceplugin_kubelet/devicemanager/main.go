@@ -1,0 +1,4 @@
+// Placeholder replaced by the device-manager harness.
+package main
+
+func main() {}

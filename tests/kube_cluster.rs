@@ -1,0 +1,595 @@
+//! hal0 on a real control plane (etcd, kube-apiserver with RBAC, kube-controller-manager,
+//! kube-scheduler, kwok nodes; see tests/cluster): installed with `kubectl apply -k deploy/`,
+//! Slots written as YAML through `kubectl apply`, `hal0 controller` and the in-cluster gateway
+//! running as the ServiceAccounts deploy/ creates.
+//!
+//! Covered: create → Deployment + Service owned by the Slot (server-side apply) → kwok runs the
+//! pod → Ready/Loaded, endpoint, observedGeneration; a spec edit rolls out; a field the
+//! controller stops applying is removed; the gateway wakes a Slot at zero through /scale and
+//! routes to it; idle scale-to-zero; delete → finalizer; garbage collection by the real
+//! controller-manager; a restarted controller adopts what exists; /readyz and /metrics;
+//! leader election; an invalid spec releases its Deployment; SIGTERM is prompt.
+
+mod cluster;
+
+use std::time::Duration;
+
+use cluster::{WAIT, cluster, condition, controller, gateway, get, until};
+use serde_json::Value;
+
+/// A Slot manifest as a user writes it; `extra` lines go under `spec:` (indent 2).
+fn slot_yaml(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: hal0.dev/v1alpha1\nkind: Slot\nmetadata:\n  name: {name}\nspec:\n  provider: llama.cpp\n  model: hf:org/repo/Small.gguf\n{extra}"
+    )
+}
+
+async fn slot_where(ns: &str, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    until(&format!("Slot {ns}/{name}: {what}"), WAIT, || async {
+        let s = get("slot", ns, name).await?;
+        f(&s).then_some(s)
+    })
+    .await
+}
+
+fn phase(s: &Value) -> &str {
+    s["status"]["phase"].as_str().unwrap_or_default()
+}
+
+fn container(d: &Value) -> &Value {
+    &d["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn env_names(d: &Value) -> Vec<String> {
+    container(d)["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_from_kubectl_gets_owned_objects_a_ready_pod_and_rolls_out_edits() {
+    let c = cluster();
+    let ns = c.namespace("lifecycle");
+    let _ctl = controller(Some(&ns), &["--leader-elect=false"]);
+    let out = c.apply(
+        &ns,
+        &slot_yaml(
+            "fast",
+            "  autoload: true\n  memory: 8Gi\n  idle_timeout: 10m\n  env:\n    FOO: bar\n",
+        ),
+    );
+    assert!(out.ok(), "kubectl apply: {}", out.stderr);
+
+    let slot = slot_where(&ns, "fast", "ready", |s| phase(s) == "ready").await;
+    assert_eq!(
+        slot["status"]["observedGeneration"],
+        slot["metadata"]["generation"]
+    );
+    assert_eq!(condition(&slot, "Loaded").map(|c| c.0), Some("True".into()));
+    assert_eq!(condition(&slot, "Ready").map(|c| c.0), Some("True".into()));
+    assert_eq!(
+        slot["status"]["endpoint"],
+        format!("http://hal0-slot-fast.{ns}.svc:8080")
+    );
+    assert_eq!(slot["status"]["replicas"], 1);
+
+    for kind in ["deployment", "service"] {
+        let o = get(kind, &ns, "hal0-slot-fast")
+            .await
+            .unwrap_or_else(|| panic!("{kind} exists"));
+        let owner = &o["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["uid"], slot["metadata"]["uid"], "{kind} owner");
+        assert_eq!(owner["kind"], "Slot");
+        assert_eq!(owner["controller"], true);
+        let applied_by_controller = o["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["manager"] == "hal0-controller" && m["operation"] == "Apply");
+        assert!(applied_by_controller, "{kind} is server-side applied: {o}");
+    }
+    let dep = get("deployment", &ns, "hal0-slot-fast").await.expect("dep");
+    assert_eq!(
+        container(&dep)["resources"]["requests"]["memory"],
+        "8Gi",
+        "memory: 8Gi is the pod's memory request"
+    );
+    assert!(env_names(&dep).contains(&"FOO".to_string()));
+
+    // A spec edit: generation bump, rollout, the status follows the new generation.
+    let out = c.apply(
+        &ns,
+        &slot_yaml(
+            "fast",
+            "  autoload: true\n  memory: 8Gi\n  idle_timeout: 10m\n  args: [\"--ctx-size\", \"2048\"]\n",
+        ),
+    );
+    assert!(out.ok(), "kubectl apply (edit): {}", out.stderr);
+    let generation = get("slot", &ns, "fast").await.expect("slot")["metadata"]["generation"]
+        .as_i64()
+        .expect("generation");
+    assert!(generation >= 2, "the edit bumped the generation");
+    let dep = until("the Deployment runs the new args", WAIT, || async {
+        let d = get("deployment", &ns, "hal0-slot-fast").await?;
+        let args = container(&d)["args"].to_string();
+        args.contains("2048").then_some(d)
+    })
+    .await;
+    // A field the controller stops applying is removed (server-side apply ownership).
+    assert!(
+        !env_names(&dep).contains(&"FOO".to_string()),
+        "env FOO was dropped from the Slot, so from the Deployment: {}",
+        container(&dep)["env"]
+    );
+    slot_where(&ns, "fast", "ready at the new generation", |s| {
+        phase(s) == "ready" && s["status"]["observedGeneration"].as_i64() == Some(generation)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_slot_scales_to_zero() {
+    let c = cluster();
+    let ns = c.namespace("idle");
+    let _ctl = controller(Some(&ns), &["--leader-elect=false"]);
+    let out = c.apply(
+        &ns,
+        &slot_yaml("sleepy", "  autoload: true\n  idle_timeout: 3s\n"),
+    );
+    assert!(out.ok(), "{}", out.stderr);
+    slot_where(&ns, "sleepy", "scaled to zero after idling", |s| {
+        s["spec"]["replicas"] == 0 && phase(s) == "stopped"
+    })
+    .await;
+    until("the Deployment at zero", WAIT, || async {
+        let d = get("deployment", &ns, "hal0-slot-sleepy").await?;
+        (d["spec"]["replicas"] == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_wakes_a_slot_at_zero_and_routes_to_it() {
+    let c = cluster();
+    // The gateway's Role (deploy/rbac.yaml) is for namespace hal0.
+    let ns = "hal0";
+    let port = cluster::free_port();
+    let mut provider = std::process::Command::new(env!("CARGO_BIN_EXE_hal0-fake-provider"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["-m", "/models/Small.gguf"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("fake provider");
+    let _ctl = controller(Some(ns), &["--leader-elect=false"]);
+    let gw = gateway(&format!("http://127.0.0.1:{port}"));
+    let out = c.apply(
+        ns,
+        &slot_yaml("wake", "  idle_timeout: 10m\n  aliases: [\"waker\"]\n"),
+    );
+    assert!(out.ok(), "{}", out.stderr);
+    slot_where(ns, "wake", "reconciled at zero", |s| phase(s) == "stopped").await;
+
+    let http = reqwest::Client::new();
+    until("the gateway lists the Slot", WAIT, || async {
+        let body: Value = http
+            .get(gw.url("/v1/models"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        body.to_string().contains("\"wake\"").then_some(())
+    })
+    .await;
+    let resp = http
+        .post(gw.url("/v1/chat/completions"))
+        .json(
+            &serde_json::json!({"model": "waker", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .timeout(WAIT)
+        .send()
+        .await
+        .expect("chat through the gateway");
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}");
+    let slot = get("slot", ns, "wake").await.expect("slot");
+    assert_eq!(slot["spec"]["replicas"], 1, "woken through /scale");
+    assert_eq!(phase(&slot), "ready");
+    assert!(
+        slot["status"]["lastActivity"].is_string(),
+        "the gateway recorded activity: {}",
+        slot["status"]
+    );
+    let _ = provider.kill();
+    let _ = provider.wait();
+    let _ = c.kubectl(&["delete", "slot", "wake", "-n", ns, "--wait=false"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_cleans_up_and_the_garbage_collector_removes_orphans() {
+    let c = cluster();
+    let ns = c.namespace("delete");
+    let mut ctl = controller(Some(&ns), &["--leader-elect=false"]);
+    let out = c.apply(
+        &ns,
+        &format!("{}---\n{}", slot_yaml("gone", ""), slot_yaml("orphan", "")),
+    );
+    assert!(out.ok(), "{}", out.stderr);
+    for name in ["gone", "orphan"] {
+        slot_where(&ns, name, "reconciled", |s| phase(s) == "stopped").await;
+    }
+    // With the controller: the finalizer removes the objects, then the Slot goes.
+    let out = c.kubectl(&["delete", "slot", "gone", "-n", &ns, "--timeout=60s"]);
+    assert!(out.ok(), "kubectl delete: {}", out.stderr);
+    assert!(get("deployment", &ns, "hal0-slot-gone").await.is_none());
+    assert!(get("service", &ns, "hal0-slot-gone").await.is_none());
+
+    // Without the controller: a Slot whose finalizer is removed by hand is gone at once, and
+    // kube-controller-manager's garbage collector deletes what it owned.
+    assert!(ctl.terminate(Duration::from_secs(15)).is_some());
+    let out = c.kubectl(&["delete", "slot", "orphan", "-n", &ns, "--wait=false"]);
+    assert!(out.ok(), "{}", out.stderr);
+    let out = c.kubectl(&[
+        "patch",
+        "slot",
+        "orphan",
+        "-n",
+        &ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    until(
+        "GC of the orphan's Deployment and Service",
+        WAIT,
+        || async {
+            let d = get("deployment", &ns, "hal0-slot-orphan").await;
+            let s = get("service", &ns, "hal0-slot-orphan").await;
+            (d.is_none() && s.is_none()).then_some(())
+        },
+    )
+    .await;
+}
+
+async fn metric(proc_: &cluster::Proc, name: &str) -> Option<f64> {
+    let text = reqwest::get(proc_.url("/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(|a, b| a + b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_adopts_what_exists_and_reports_ready_and_metrics() {
+    let c = cluster();
+    let ns = c.namespace("adopt");
+    let mut first = controller(Some(&ns), &["--leader-elect=false"]);
+    let out = c.apply(&ns, &slot_yaml("kept", "  autoload: true\n"));
+    assert!(out.ok(), "{}", out.stderr);
+    slot_where(&ns, "kept", "ready", |s| phase(s) == "ready").await;
+    until("/readyz after the watch synced", WAIT, || async {
+        let r = reqwest::get(first.url("/readyz")).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    assert!(
+        metric(&first, "hal0_controller_reconciles_total")
+            .await
+            .is_some_and(|n| n >= 1.0),
+        "reconciles are counted"
+    );
+    let before = get("deployment", &ns, "hal0-slot-kept").await.expect("dep");
+    let t0 = std::time::Instant::now();
+    assert!(
+        first.terminate(Duration::from_secs(12)).is_some(),
+        "the controller exits promptly on SIGTERM"
+    );
+    eprintln!("controller stopped in {:?}", t0.elapsed());
+
+    let second = controller(Some(&ns), &["--leader-elect=false"]);
+    until("the second controller synced", WAIT, || async {
+        let r = reqwest::get(second.url("/readyz")).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    until("the second controller reconciled", WAIT, || async {
+        metric(&second, "hal0_controller_reconciles_total")
+            .await
+            .filter(|n| *n >= 1.0)
+    })
+    .await;
+    let after = get("deployment", &ns, "hal0-slot-kept").await.expect("dep");
+    assert_eq!(
+        after["metadata"]["uid"], before["metadata"]["uid"],
+        "adopted, not recreated"
+    );
+    assert_eq!(
+        after["metadata"]["generation"], before["metadata"]["generation"],
+        "no rollout from a restart"
+    );
+    let out = c.kubectl(&["get", "deployments", "-n", &ns, "-o", "name"]);
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert_eq!(
+        phase(&get("slot", &ns, "kept").await.expect("slot")),
+        "ready"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_that_becomes_invalid_releases_its_pod() {
+    let c = cluster();
+    let ns = c.namespace("release");
+    let _ctl = controller(Some(&ns), &["--leader-elect=false"]);
+    let out = c.apply(&ns, &slot_yaml("held", "  autoload: true\n"));
+    assert!(out.ok(), "{}", out.stderr);
+    slot_where(&ns, "held", "ready", |s| phase(s) == "ready").await;
+    // Admitted by the schema, refused by hal0's model-ref rule.
+    let bad = "apiVersion: hal0.dev/v1alpha1\nkind: Slot\nmetadata:\n  name: held\nspec:\n  provider: llama.cpp\n  model: hf:org/repo\n  autoload: true\n";
+    let out = c.apply(&ns, bad);
+    assert!(out.ok(), "{}", out.stderr);
+    let slot = slot_where(&ns, "held", "Degraded", |s| {
+        condition(s, "Degraded").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let (_, reason, message) = condition(&slot, "Degraded").expect("degraded");
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("model"), "{message}");
+    until("the Deployment released (scaled to zero)", WAIT, || async {
+        let d = get("deployment", &ns, "hal0-slot-held").await?;
+        (d["spec"]["replicas"] == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_reconciles_and_a_successor_takes_over() {
+    let c = cluster();
+    let ns = c.namespace("leader");
+    let flags = ["--lease-namespace=hal0", "--lease-duration=4s"];
+    let mut a = controller(Some(&ns), &flags);
+    until("the first controller leads", WAIT, || async {
+        metric(&a, "hal0_controller_leader")
+            .await
+            .filter(|v| *v == 1.0)
+    })
+    .await;
+    let b = controller(Some(&ns), &flags);
+    // b is a candidate: it serves /metrics but does not lead while a renews.
+    until("the second controller is up", WAIT, || async {
+        reqwest::get(b.url("/healthz")).await.ok().map(|_| ())
+    })
+    .await;
+    let out = c.apply(&ns, &slot_yaml("one", ""));
+    assert!(out.ok(), "{}", out.stderr);
+    slot_where(&ns, "one", "reconciled by the leader", |s| {
+        phase(s) == "stopped"
+    })
+    .await;
+    assert_eq!(metric(&b, "hal0_controller_leader").await, Some(0.0));
+    assert_eq!(
+        metric(&b, "hal0_controller_reconciles_total").await,
+        None,
+        "the candidate reconciled nothing"
+    );
+    let lease = get("lease", "hal0", "hal0-controller")
+        .await
+        .expect("lease");
+    let holder = lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(holder.ends_with(&a.child.id().to_string()), "{holder}");
+
+    assert!(a.terminate(Duration::from_secs(12)).is_some());
+    until("the second controller leads", WAIT, || async {
+        metric(&b, "hal0_controller_leader")
+            .await
+            .filter(|v| *v == 1.0)
+    })
+    .await;
+    let out = c.apply(&ns, &slot_yaml("two", ""));
+    assert!(out.ok(), "{}", out.stderr);
+    slot_where(&ns, "two", "reconciled by the successor", |s| {
+        phase(s) == "stopped"
+    })
+    .await;
+}
+
+/// One bad Slot: what is wrong, the manifest, and what kubectl's error must say.
+struct Bad {
+    what: &'static str,
+    name: &'static str,
+    spec: &'static str,
+    says: &'static str,
+}
+
+const BAD: &[Bad] = &[
+    Bad {
+        what: "memory in words",
+        name: "b-mem",
+        spec: "provider: llama.cpp\n  model: hf:o/r/m.gguf\n  memory: 8 gigs",
+        says: "spec.memory",
+    },
+    Bad {
+        what: "memory in milli",
+        name: "b-milli",
+        spec: "provider: llama.cpp\n  model: hf:o/r/m.gguf\n  memory: 512m",
+        says: "spec.memory",
+    },
+    Bad {
+        what: "an over-long duration",
+        name: "b-long",
+        spec: "provider: llama.cpp\n  model: hf:o/r/m.gguf\n  idle_timeout: 99999999999999999999s",
+        says: "spec.idle_timeout",
+    },
+    Bad {
+        what: "a duration in words",
+        name: "b-words",
+        spec: "provider: llama.cpp\n  model: hf:o/r/m.gguf\n  idle_timeout: ten minutes",
+        says: "spec.idle_timeout",
+    },
+    Bad {
+        what: "an unknown provider",
+        name: "b-prov",
+        spec: "provider: vllm\n  model: x",
+        says: "spec.provider",
+    },
+    Bad {
+        what: "no model",
+        name: "b-nomodel",
+        spec: "provider: llama.cpp",
+        says: "spec.model is required",
+    },
+    Bad {
+        what: "no upstream",
+        name: "b-noup",
+        spec: "provider: openai-compatible",
+        says: "spec.upstream is required",
+    },
+    Bad {
+        what: "upstream on llama.cpp",
+        name: "b-up",
+        spec: "provider: llama.cpp\n  model: hf:o/r/m.gguf\n  upstream: http://x/v1",
+        says: "spec.upstream only applies",
+    },
+    Bad {
+        what: "args on an upstream",
+        name: "b-args",
+        spec: "provider: openai-compatible\n  upstream: http://x/v1\n  args: [\"-v\"]",
+        says: "spec.args only applies",
+    },
+    Bad {
+        what: "a port",
+        name: "b-port",
+        spec: "provider: llama.cpp\n  model: hf:o/r/m.gguf\n  port: 8090",
+        says: "spec.port is not used in a cluster",
+    },
+    Bad {
+        what: "a role the provider cannot serve",
+        name: "b-role",
+        spec: "provider: kokoro\n  model: kokoro-82m\n  role: chat",
+        says: "spec.role",
+    },
+    Bad {
+        what: "primary that cannot chat",
+        name: "primary",
+        spec: "provider: kokoro\n  model: kokoro-82m",
+        says: "built-in chat slot",
+    },
+    Bad {
+        what: "embed with another role",
+        name: "embed",
+        spec: "provider: llama.cpp\n  model: hf:o/r/m.gguf\n  role: chat",
+        says: "built-in embeddings slot",
+    },
+    Bad {
+        what: "a name with a leading digit",
+        name: "9lives",
+        spec: "provider: llama.cpp\n  model: hf:o/r/m.gguf",
+        says: "metadata.name must be a slot name",
+    },
+    Bad {
+        what: "a name longer than 50",
+        name: "a-very-long-slot-name-that-is-longer-than-fifty-chars",
+        spec: "provider: llama.cpp\n  model: hf:o/r/m.gguf",
+        says: "longer than 50",
+    },
+    Bad {
+        what: "priority above 100",
+        name: "b-prio",
+        spec: "provider: llama.cpp\n  model: hf:o/r/m.gguf\n  priority: 101",
+        says: "spec.priority",
+    },
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_slots_are_refused_at_the_door_and_good_ones_next_to_them_are_not() {
+    let c = cluster();
+    let ns = c.namespace("door");
+    let _ctl = controller(Some(&ns), &["--leader-elect=false"]);
+    let mut failures = Vec::new();
+    for (i, bad) in BAD.iter().enumerate() {
+        let good = format!("good-{i}");
+        let yaml = format!(
+            "{}---\napiVersion: hal0.dev/v1alpha1\nkind: Slot\nmetadata:\n  name: {}\nspec:\n  {}\n",
+            slot_yaml(&good, "  memory: 512Mi\n"),
+            bad.name,
+            bad.spec
+        );
+        let out = c.apply(&ns, &yaml);
+        if out.ok() {
+            failures.push(format!("{}: admitted", bad.what));
+        } else if !out.stderr.contains(bad.says) {
+            failures.push(format!(
+                "{}: the error does not say {:?}: {}",
+                bad.what, bad.says, out.stderr
+            ));
+        }
+        if get("slot", &ns, &good).await.is_none() {
+            failures.push(format!(
+                "{}: the good Slot next to it was not created",
+                bad.what
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every good Slot is reconciled; none of the bad ones exists.
+    for i in 0..BAD.len() {
+        slot_where(&ns, &format!("good-{i}"), "reconciled", |s| {
+            phase(s) == "stopped"
+        })
+        .await;
+    }
+    for bad in BAD {
+        assert!(
+            get("slot", &ns, bad.name).await.is_none(),
+            "{} exists",
+            bad.what
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_is_accepted_as_a_kubernetes_quantity_and_as_hal0_writes_it() {
+    let c = cluster();
+    let ns = c.namespace("memory");
+    let _ctl = controller(Some(&ns), &["--leader-elect=false"]);
+    let cases = [
+        ("m-gi", "8Gi", "8Gi"),
+        ("m-gib", "8GiB", "8Gi"),
+        ("m-mi", "512Mi", "512Mi"),
+        // The API server writes quantities in its canonical form.
+        ("m-g", "2G", "2G"),
+        ("m-int", "1073741824", "1Gi"),
+        ("m-odd", "1000001", "1000001"),
+    ];
+    for (name, memory, _) in cases {
+        let out = c.apply(&ns, &slot_yaml(name, &format!("  memory: {memory}\n")));
+        assert!(out.ok(), "memory {memory}: {}", out.stderr);
+    }
+    for (name, memory, bytes) in cases {
+        let d = until(&format!("Deployment for memory {memory}"), WAIT, || async {
+            get("deployment", &ns, &format!("hal0-slot-{name}")).await
+        })
+        .await;
+        assert_eq!(
+            container(&d)["resources"]["requests"]["memory"],
+            bytes,
+            "memory {memory}"
+        );
+    }
+}
