@@ -12,7 +12,10 @@
 //! Every port is random. When ready it prints one line on stdout,
 //! `READY {"kubeconfig": "...", "server": "https://127.0.0.1:P", "etcd": "http://127.0.0.1:P", ...}`,
 //! and then runs until stdin closes, SIGTERM or SIGINT; then it stops every process and
-//! removes WORKDIR (unless `--keep`). Each child is started through `hal0-testenv __exec-child`,
+//! removes WORKDIR (unless `--keep`). On stdin it takes commands, one per line:
+//! `restart COMPONENT` (e.g. `restart kube-apiserver`: stop it, start it with the same flags,
+//! wait until it is ready; answers `RESTARTED COMPONENT` or `ERROR message` on stdout) and
+//! `stop`. Each child is started through `hal0-testenv __exec-child`,
 //! which asks the kernel to SIGKILL it when hal0-testenv dies, so nothing outlives it even after
 //! a SIGKILL. A test keeps the pipe to stdin open; when the test binary exits or panics, stdin
 //! closes and the control plane goes away.
@@ -130,7 +133,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             writeln!(out, "READY {}", serde_json::to_string(&info)?)?;
             out.flush()?;
             drop(out);
-            wait_for_stop(&stop);
+            serve_commands(&mut plane, &stop);
         }
         Err(e) => {
             plane.stop();
@@ -147,22 +150,41 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Blocks until stdin reaches EOF (the test went away) or a signal arrives.
-fn wait_for_stop(stop: &plane::StopFlag) {
-    let flag = stop.clone();
+/// Runs stdin's commands until stdin reaches EOF (the test went away), `stop`, or a signal.
+fn serve_commands(plane: &mut plane::Plane, stop: &plane::StopFlag) {
+    let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
+    let lines = tx.clone();
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
-        let mut line = String::new();
-        let mut lock = stdin.lock();
-        loop {
-            line.clear();
-            match lock.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) if line.trim() == "stop" => break,
-                Ok(_) => {}
+        for line in stdin.lock().lines() {
+            match line {
+                Ok(l) if l.trim() == "stop" => break,
+                Ok(l) => {
+                    if lines.send(Some(l)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => break,
             }
         }
-        flag.raise();
+        let _ = lines.send(None);
     });
-    stop.wait();
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        flag.wait();
+        let _ = tx.send(None);
+    });
+    while let Ok(Some(line)) = rx.recv() {
+        let mut words = line.split_whitespace();
+        let answer = match (words.next(), words.next()) {
+            (Some("restart"), Some(name)) => match plane.restart(name) {
+                Ok(()) => format!("RESTARTED {name}"),
+                Err(e) => format!("ERROR {e:#}").replace('\n', " "),
+            },
+            _ => format!("ERROR unknown command: {line}"),
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{answer}");
+        let _ = out.flush();
+    }
 }

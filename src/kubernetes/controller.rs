@@ -64,6 +64,40 @@ pub fn slot_changes(obj: &DynamicObject) -> Option<u64> {
     Some(h.finish())
 }
 
+/// How watches retry after an error: 250 ms doubling up to 5 s, back to 250 ms after a success.
+/// kube-runtime's default grows to 30 s, which after an API server restart (403s while its
+/// RBAC caches fill, then 410 Gone) kept the controller blind for half a minute.
+#[derive(Debug, Clone)]
+pub struct WatchBackoff {
+    next: std::time::Duration,
+}
+
+impl WatchBackoff {
+    const MIN: std::time::Duration = std::time::Duration::from_millis(250);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::MIN }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<Self::Item> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+}
+
 fn log_watch_error(metrics: &Metrics, what: &str, e: &watcher::Error) {
     metrics.watch_error();
     tracing::warn!(watch = what, error = %e, "watch failed; retrying with backoff");
@@ -92,7 +126,7 @@ pub async fn run_with(
     let m2 = metrics.clone();
     let m3 = metrics.clone();
     let trigger = watcher(slots, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .inspect_err(move |e| log_watch_error(&m, "slots", e))
         .inspect_ok(move |ev| {
             if matches!(ev, watcher::Event::InitDone) && !m3.is_synced() {
@@ -115,14 +149,14 @@ pub async fn run_with(
     let m = metrics.clone();
     let deployments = reflector(
         dep_writer,
-        watcher(api::<Deployment>(&client, &scope), owned.clone()).default_backoff(),
+        watcher(api::<Deployment>(&client, &scope), owned.clone()).backoff(WatchBackoff::default()),
     )
     .inspect_err(move |e| log_watch_error(&m, "deployments", e))
     .touched_objects();
     let m = metrics.clone();
     let services = reflector(
         svc_writer,
-        watcher(api::<Service>(&client, &scope), owned).default_backoff(),
+        watcher(api::<Service>(&client, &scope), owned).backoff(WatchBackoff::default()),
     )
     .inspect_err(move |e| log_watch_error(&m, "services", e))
     .touched_objects();

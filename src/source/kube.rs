@@ -176,7 +176,8 @@ pub async fn run(
     // Every event, not only touched objects: the store swaps in the initial list at InitDone.
     let stream = reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default())
+            .backoff(crate::kubernetes::controller::WatchBackoff::default()),
     );
     let publish = async {
         let mut stream = std::pin::pin!(stream);

@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -43,8 +43,9 @@ pub struct Cluster {
     pub etcd: String,
     pub dir: PathBuf,
     pub ca: PathBuf,
-    /// Keeps hal0-testenv's stdin open; it stops the control plane when this closes.
-    _stdin: Mutex<ChildStdin>,
+    /// hal0-testenv's stdin (it stops the control plane when this closes) and stdout, for
+    /// commands such as `restart kube-apiserver`.
+    control: Mutex<(ChildStdin, BufReader<ChildStdout>)>,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -70,19 +71,20 @@ fn start() -> Cluster {
             .spawn()
             .expect("start hal0-testenv");
         let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut ready = None;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(json) = line.strip_prefix("READY ") {
+        let mut line = String::new();
+        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if let Some(json) = line.trim().strip_prefix("READY ") {
                 ready = Some(json.to_string());
                 break;
             }
+            line.clear();
         }
-        let _ = tx.send(ready.map(|r| (r, stdin)));
+        let _ = tx.send(ready.map(|r| (r, stdin, stdout)));
         let _ = child.wait();
     });
-    let (json, stdin) = rx
+    let (json, stdin, stdout) = rx
         .recv()
         .ok()
         .flatten()
@@ -95,7 +97,7 @@ fn start() -> Cluster {
         etcd: info["etcd"].as_str().unwrap_or_default().to_string(),
         dir: path("dir"),
         ca: path("ca"),
-        _stdin: Mutex::new(stdin),
+        control: Mutex::new((stdin, stdout)),
     };
     eprintln!("control plane ready in {:?} at {}", t0.elapsed(), c.server);
     // As docs/kubernetes.md says: the CRD first (established before any Slot is sent), then
@@ -133,6 +135,18 @@ impl Out {
 }
 
 impl Cluster {
+    /// Restarts a control-plane component (e.g. `kube-apiserver`) with the same flags; returns
+    /// once it is ready again.
+    pub fn restart(&self, component: &str) {
+        let mut guard = self.control.lock().expect("control lock");
+        let (stdin, stdout) = &mut *guard;
+        writeln!(stdin, "restart {component}").expect("send restart");
+        stdin.flush().expect("flush");
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("restart answer");
+        assert_eq!(line.trim(), format!("RESTARTED {component}"), "{line}");
+    }
+
     /// kubectl as the cluster admin.
     pub fn kubectl(&self, args: &[&str]) -> Out {
         self.kubectl_in(args, None)
@@ -300,7 +314,10 @@ fn spawn_hal0(name: &str, kubeconfig: &Path, args: &[String], port: u16) -> Proc
     let child = Command::new(env!("CARGO_BIN_EXE_hal0"))
         .args(args)
         .env("KUBECONFIG", kubeconfig)
-        .env("HAL0_LOG", "info,hal0=debug")
+        .env(
+            "HAL0_LOG",
+            std::env::var("HAL0_TEST_LOG").unwrap_or_else(|_| "info,hal0=debug".into()),
+        )
         .env_remove("HAL0_CONFIG")
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("log"))

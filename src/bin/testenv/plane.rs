@@ -90,6 +90,9 @@ pub struct Plane {
     bin: PathBuf,
     dir: PathBuf,
     children: Vec<(String, Child)>,
+    /// How each child was started, to restart it.
+    commands: Vec<(String, PathBuf, Vec<String>)>,
+    kubeconfig: Option<PathBuf>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -101,6 +104,24 @@ fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
     File::open("/dev/urandom")?.read_exact(&mut buf)?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// SIGTERM, then SIGKILL after `grace`.
+fn stop_child(child: &mut Child, grace: Duration) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }
 
 /// A plain-HTTP GET on 127.0.0.1; true on a 200.
@@ -126,6 +147,8 @@ impl Plane {
             bin,
             dir,
             children: Vec::new(),
+            commands: Vec::new(),
+            kubeconfig: None,
         }
     }
 
@@ -148,7 +171,10 @@ impl Plane {
     /// Starts `program args` through the death-signal shim, output in logs/NAME.log.
     fn spawn(&mut self, name: &str, program: &Path, args: &[String]) -> anyhow::Result<u32> {
         std::fs::create_dir_all(self.dir.join("logs"))?;
-        let log = File::create(self.log_path(name))?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(name))?;
         let me = std::env::current_exe()?;
         let child = Command::new(me)
             .arg(crate::SHIM)
@@ -163,6 +189,9 @@ impl Plane {
             .with_context(|| format!("cannot start {name}"))?;
         let pid = child.id();
         self.children.push((name.to_string(), child));
+        self.commands.retain(|(n, _, _)| n != name);
+        self.commands
+            .push((name.to_string(), program.to_path_buf(), args.to_vec()));
         Ok(pid)
     }
 
@@ -293,18 +322,8 @@ impl Plane {
                 d(&certs.ca_crt)
             ),
         )?;
-        let kc = kubeconfig.clone();
-        let kubectl = self.tool("kubectl")?;
-        self.wait_ready("kube-apiserver", || {
-            Command::new(&kubectl)
-                .arg("--kubeconfig")
-                .arg(&kc)
-                .args(["get", "--raw", "/readyz"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })?;
+        self.kubeconfig = Some(kubeconfig.clone());
+        self.wait_apiserver()?;
 
         let mut nodes = Vec::new();
         if opts.workloads {
@@ -324,6 +343,41 @@ impl Plane {
                 .map(|(n, c)| (n.clone(), c.id()))
                 .collect(),
         })
+    }
+
+    fn wait_apiserver(&mut self) -> anyhow::Result<()> {
+        let kc = self.kubeconfig.clone().context("no kubeconfig yet")?;
+        let kubectl = self.tool("kubectl")?;
+        self.wait_ready("kube-apiserver", || {
+            Command::new(&kubectl)
+                .arg("--kubeconfig")
+                .arg(&kc)
+                .args(["get", "--raw", "/readyz"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    }
+
+    /// Stops component `name` (SIGTERM, then SIGKILL after 10 s) and starts it again with the
+    /// same flags; for the API server, waits until it is ready again.
+    pub fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        let (program, args) = self
+            .commands
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, p, a)| (p.clone(), a.clone()))
+            .with_context(|| format!("no component named {name}"))?;
+        if let Some(pos) = self.children.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.children.remove(pos);
+            stop_child(&mut child, Duration::from_secs(10));
+        }
+        self.spawn(name, &program, &args)?;
+        if name == "kube-apiserver" {
+            self.wait_apiserver()?;
+        }
+        Ok(())
     }
 
     fn start_workloads(
