@@ -153,8 +153,36 @@ async fn an_idle_slot_scales_to_zero() {
     .await;
 }
 
+async fn chat(http: &reqwest::Client, gw: &cluster::Proc, model: &str) -> (u16, String) {
+    let resp = http
+        .post(gw.url("/v1/chat/completions"))
+        .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+        .timeout(WAIT)
+        .send()
+        .await
+        .expect("chat through the gateway");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Activity writes (PATCH slots/status) the gateway's ServiceAccount made for `slot`.
+fn gateway_status_writes(slot: &str) -> usize {
+    cluster()
+        .audit_events()
+        .iter()
+        .filter(|e| {
+            e["user"]["username"] == "system:serviceaccount:hal0:hal0-gateway"
+                && e["verb"] == "patch"
+                && e["objectRef"]["resource"] == "slots"
+                && e["objectRef"]["subresource"] == "status"
+                && e["objectRef"]["name"] == slot
+                && e["stage"] == "ResponseComplete"
+        })
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_wakes_a_slot_at_zero_and_routes_to_it() {
+async fn the_gateway_wakes_a_slot_at_zero_routes_to_it_and_parks_a_degraded_one() {
     let c = cluster();
     // The gateway's Role (deploy/rbac.yaml) is for namespace hal0.
     let ns = "hal0";
@@ -166,11 +194,18 @@ async fn the_gateway_wakes_a_slot_at_zero_and_routes_to_it() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("fake provider");
+    // A quota no 8Gi pod fits in: the Deployment of Slot "stuck" cannot create its pod.
+    let quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: small\nspec:\n  hard:\n    requests.memory: 2Gi\n";
+    assert!(c.apply(ns, quota).ok());
     let _ctl = controller(Some(ns), &["--leader-elect=false"]);
     let gw = gateway(&format!("http://127.0.0.1:{port}"));
     let out = c.apply(
         ns,
-        &slot_yaml("wake", "  idle_timeout: 10m\n  aliases: [\"waker\"]\n"),
+        &format!(
+            "{}---\n{}",
+            slot_yaml("wake", "  idle_timeout: 10m\n  memory: 512Mi\n  aliases: [\"waker\"]\n"),
+            "apiVersion: hal0.dev/v1alpha1\nkind: Slot\nmetadata:\n  name: stuck\nspec:\n  provider: llama.cpp\n  model: hf:org/repo/Big.gguf\n  autoload: true\n  memory: 8Gi\n"
+        ),
     );
     assert!(out.ok(), "{}", out.stderr);
     slot_where(ns, "wake", "reconciled at zero", |s| phase(s) == "stopped").await;
@@ -188,17 +223,7 @@ async fn the_gateway_wakes_a_slot_at_zero_and_routes_to_it() {
         body.to_string().contains("\"wake\"").then_some(())
     })
     .await;
-    let resp = http
-        .post(gw.url("/v1/chat/completions"))
-        .json(
-            &serde_json::json!({"model": "waker", "messages": [{"role": "user", "content": "hi"}]}),
-        )
-        .timeout(WAIT)
-        .send()
-        .await
-        .expect("chat through the gateway");
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
+    let (status, body) = chat(&http, &gw, "waker").await;
     assert_eq!(status, 200, "{body}");
     let slot = get("slot", ns, "wake").await.expect("slot");
     assert_eq!(slot["spec"]["replicas"], 1, "woken through /scale");
@@ -208,9 +233,33 @@ async fn the_gateway_wakes_a_slot_at_zero_and_routes_to_it() {
         "the gateway recorded activity: {}",
         slot["status"]
     );
+    // By name, alias and model id; many requests, few writes (at most one per 30 s per Slot).
+    for model in ["wake", "waker", "Small"].iter().cycle().take(30) {
+        let (status, body) = chat(&http, &gw, model).await;
+        assert_eq!(status, 200, "{model}: {body}");
+    }
+    let writes = gateway_status_writes("wake");
+    assert!(
+        (1..=2).contains(&writes),
+        "31 requests made {writes} activity writes"
+    );
+
+    // A Slot whose pods cannot be created is Degraded; the gateway fails it at once.
+    slot_where(ns, "stuck", "Degraded by the quota", |s| {
+        condition(s, "Degraded").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    let (status, body) = chat(&http, &gw, "stuck").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "answered at once, not after a load timeout"
+    );
     let _ = provider.kill();
     let _ = provider.wait();
-    let _ = c.kubectl(&["delete", "slot", "wake", "-n", ns, "--wait=false"]);
+    let _ = c.kubectl(&["delete", "slot", "wake", "stuck", "-n", ns, "--wait=false"]);
+    let _ = c.kubectl(&["delete", "resourcequota", "small", "-n", ns]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -591,5 +640,40 @@ async fn memory_is_accepted_as_a_kubernetes_quantity_and_as_hal0_writes_it() {
             bytes,
             "memory {memory}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_slots_claiming_one_alias_are_both_degraded_until_one_lets_go() {
+    let c = cluster();
+    let ns = c.namespace("alias");
+    let _ctl = controller(Some(&ns), &["--leader-elect=false"]);
+    let out = c.apply(
+        &ns,
+        &format!(
+            "{}---\n{}",
+            slot_yaml("left", "  aliases: [\"shared\"]\n"),
+            slot_yaml("right", "  aliases: [\"shared\"]\n")
+        ),
+    );
+    assert!(out.ok(), "{}", out.stderr);
+    for (me, other) in [("left", "right"), ("right", "left")] {
+        let s = slot_where(&ns, me, "Degraded for the shared alias", |s| {
+            condition(s, "Degraded").is_some_and(|c| c.1 == "NameConflict")
+        })
+        .await;
+        let (_, _, message) = condition(&s, "Degraded").expect("degraded");
+        assert!(
+            message.contains("\"shared\"") && message.contains(&format!("Slot \"{other}\"")),
+            "{me}: {message}"
+        );
+    }
+    let out = c.apply(&ns, &slot_yaml("right", "  aliases: [\"mine\"]\n"));
+    assert!(out.ok(), "{}", out.stderr);
+    for me in ["left", "right"] {
+        slot_where(&ns, me, "no longer Degraded", |s| {
+            condition(s, "Degraded").is_some_and(|c| c.0 == "False")
+        })
+        .await;
     }
 }

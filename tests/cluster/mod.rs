@@ -43,6 +43,8 @@ pub struct Cluster {
     pub etcd: String,
     pub dir: PathBuf,
     pub ca: PathBuf,
+    /// The API server's audit log (JSON lines).
+    pub audit: PathBuf,
     /// hal0-testenv's stdin (it stops the control plane when this closes) and stdout, for
     /// commands such as `restart kube-apiserver`.
     control: Mutex<(ChildStdin, BufReader<ChildStdout>)>,
@@ -97,6 +99,7 @@ fn start() -> Cluster {
         etcd: info["etcd"].as_str().unwrap_or_default().to_string(),
         dir: path("dir"),
         ca: path("ca"),
+        audit: path("audit"),
         control: Mutex::new((stdin, stdout)),
     };
     eprintln!("control plane ready in {:?} at {}", t0.elapsed(), c.server);
@@ -145,6 +148,15 @@ impl Cluster {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("restart answer");
         assert_eq!(line.trim(), format!("RESTARTED {component}"), "{line}");
+    }
+
+    /// The audit log's requests so far (metadata level): verb, user.username, objectRef...
+    pub fn audit_events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// kubectl as the cluster admin.

@@ -76,6 +76,8 @@ pub struct Info {
     pub nodes: Vec<String>,
     /// The working directory (logs under `logs/`).
     pub dir: PathBuf,
+    /// The API server's audit log (JSON lines, one per request, metadata level).
+    pub audit: PathBuf,
     /// pid per component.
     pub pids: Vec<(String, u32)>,
 }
@@ -292,7 +294,17 @@ impl Plane {
         // kube-apiserver
         let apiserver = self.tool("kube-apiserver")?;
         let d = |p: &Path| p.display().to_string();
+        let audit_policy = self.dir.join("audit-policy.yaml");
+        std::fs::write(
+            &audit_policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [\"RequestReceived\"]\nrules:\n- level: Metadata\n",
+        )?;
+        let audit = self.dir.join("audit.log");
         let mut args = vec![
+            format!("--audit-policy-file={}", d(&audit_policy)),
+            format!("--audit-log-path={}", d(&audit)),
+            "--audit-log-format=json".into(),
+            "--audit-log-maxsize=0".into(),
             format!("--etcd-servers={etcd_url}"),
             "--bind-address=127.0.0.1".into(),
             "--advertise-address=127.0.0.1".into(),
@@ -337,6 +349,7 @@ impl Plane {
             token,
             nodes,
             dir: self.dir.clone(),
+            audit,
             pids: self
                 .children
                 .iter()
