@@ -65,17 +65,30 @@ debian_mirror() {
     done | head -n1
 }
 
-# quietly LOGNAME CMD...: run CMD with its output in $HAL0_CACHE/logs/LOGNAME.log;
-# on failure show the log's last lines and return CMD's status.
+# quietly LOGNAME CMD...: run CMD with its output in $HAL0_CACHE/logs/LOGNAME.log,
+# printing a progress line (time so far, the log's last line) every 10 s while it
+# runs; on failure show the log's last lines and return CMD's status.
 quietly() {
-    local name=$1 logf rc=0
+    local name=$1 logf rc=0 pid t0=$SECONDS next=$((SECONDS + 10)) last
     shift
     mkdir -p "$HAL0_CACHE/logs"
     logf=$HAL0_CACHE/logs/$name.log
-    "$@" >"$logf" 2>&1 || rc=$?
+    "$@" >"$logf" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$next" ]; then
+            next=$((SECONDS + 10))
+            last=$(tail -c 2000 "$logf" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n1 | cut -c1-90)
+            log "  ... $name: $((SECONDS - t0))s${last:+: $last}"
+        fi
+        sleep 1
+    done
+    wait "$pid" || rc=$?
     if [ "$rc" -ne 0 ]; then
         log "FAILED ($rc): $* -- last lines of $logf:"
         tail -n 40 "$logf" >&2
+    else
+        log "  $name: done in $((SECONDS - t0))s"
     fi
     return "$rc"
 }

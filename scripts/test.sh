@@ -14,6 +14,7 @@
 #        HAL0_KUBE_BIN_DIR  etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 #                           kubectl, kwok, helm (scripts/setup-kube.sh builds them from the
 #                           Go module proxy: ~15 min cold on 2 cores, cached after)
+#      and Debian's systemd package (systemd-analyze) for tests/service_units.rs;
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo fmt --check
 # All steps run; exits non-zero if any failed.
@@ -52,6 +53,11 @@ if [ -x scripts/setup-browser.sh ] && [ "${HAL0_SKIP_BROWSER:-0}" != 1 ]; then
     vars=$(scripts/setup-browser.sh)
     eval "$vars"
     export HAL0_CHROMIUM HAL0_REQUIRE_BROWSER=1
+fi
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    step "installing systemd for systemd-analyze verify of deploy/systemd (tests/service_units.rs)"
+    # shellcheck source=scripts/lib.sh
+    (HAL0_LOG_TAG=test . scripts/lib.sh && apt_install systemd)
 fi
 env | grep '^HAL0_' | sort >&2
 

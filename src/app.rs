@@ -90,7 +90,12 @@ fn state_dir(server: &ServerSettings) -> PathBuf {
 }
 
 /// `hal0 serve`: runs until SIGINT or SIGTERM.
-pub async fn serve(config: PathBuf) -> anyhow::Result<()> {
+pub async fn serve(config: crate::config::Located) -> anyhow::Result<()> {
+    if !config.path.exists() {
+        anyhow::bail!("{}", crate::config::cli::missing_hint(&config));
+    }
+    tracing::info!("config: {config}");
+    let config = config.absolute();
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -158,6 +163,7 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         admin: Arc::new(published.handle.clone()),
         listen: listener.local_addr()?,
         shutdown: shutdown.clone(),
+        pulls: api::pulls::Pulls::default(),
     };
     let state = GatewayState::new(
         published.routes,

@@ -32,10 +32,15 @@ pub enum Source {
 #[derive(Debug, Clone, clap::Args)]
 pub struct KubeServeArgs {
     /// With `--source kube`: the address the in-cluster gateway listens on.
-    #[arg(long, env = "HAL0_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "HAL0_LISTEN",
+        hide_env_values = true,
+        default_value = "0.0.0.0:8080"
+    )]
     pub listen: String,
     /// With `--source kube`: the namespace whose Slots are routed (default: the pod's).
-    #[arg(long, env = "HAL0_NAMESPACE")]
+    #[arg(long, env = "HAL0_NAMESPACE", hide_env_values = true)]
     pub namespace: Option<String>,
     /// With `--source kube`: the slots' Service port (the controller's `port`), used until a
     /// Slot shows its endpoint.
@@ -55,10 +60,10 @@ pub struct KubeServeArgs {
 pub struct ControllerArgs {
     /// Controller config (YAML): images per provider, model volume, port. Defaults apply
     /// without one; see docs/kubernetes.md.
-    #[arg(long, env = "HAL0_CONTROLLER_CONFIG")]
+    #[arg(long, env = "HAL0_CONTROLLER_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// Watch only this namespace (default: every namespace).
-    #[arg(long, env = "HAL0_WATCH_NAMESPACE")]
+    #[arg(long, env = "HAL0_WATCH_NAMESPACE", hide_env_values = true)]
     pub namespace: Option<String>,
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, default_value = "0.0.0.0:8081")]

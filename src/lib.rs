@@ -18,6 +18,7 @@
 //! - `cli`        `hal0 slot …` and `hal0 model …`: daemon client, direct file edits, pulls · api, config, pull
 //! - `crd`        the Slot custom resource (hal0.dev/v1alpha1) around model::SlotSpec · model
 //! - `kubernetes` Slot → Deployment + Service (pure), the Slot controller, in-cluster wake · model, crd, providers, config
+//! - `service`    `hal0 service install|uninstall|print`: the systemd units of deploy/systemd · config
 //! - `app`        composition root for `hal0 serve` · everything
 //! - `app_kube`   composition root for `hal0 controller` and `hal0 serve --source kube` · everything
 #![forbid(unsafe_code)]
@@ -38,4 +39,5 @@ pub mod model;
 pub mod providers;
 pub mod pull;
 pub mod runtime;
+pub mod service;
 pub mod source;

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+const CONFIG_HELP: &str = hal0::config::CONFIG_HELP;
 
 #[derive(Parser)]
 #[command(
@@ -20,8 +22,7 @@ struct Cli {
 enum Command {
     /// Keep the slots of hal0.toml running and serve /v1 on server.listen.
     Serve {
-        /// Config file (default: $HAL0_CONFIG, else ./hal0.toml).
-        #[arg(long, short)]
+        #[arg(long, short, help = CONFIG_HELP)]
         config: Option<PathBuf>,
         /// Where slots are declared: `file` (hal0.toml) or `kube` (Slot resources, in-cluster).
         #[arg(long, value_enum, default_value = "file")]
@@ -36,12 +37,24 @@ enum Command {
     /// Check or print hal0.toml.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Manage slots through the running hal0: list, status, load, unload, add, remove, logs.
+    /// Manage slots through the running hal0: list, status, load, unload, add, edit, remove, logs.
     Slot(hal0::cli::SlotArgs),
     /// Download hf: models into server.models_dir, list them.
     Model(hal0::cli::ModelArgs),
     /// Run a kubelet device plugin for the AMD iGPU or the XDNA NPU.
     DevicePlugin(hal0::deviceplugin::DevicePluginArgs),
+    /// Install or remove hal0 as a systemd service (a user unit, or a system unit as root).
+    #[command(subcommand)]
+    Service(hal0::service::ServiceCommand),
+    /// Print a shell completion script.
+    #[command(after_help = "Install:
+  bash: hal0 completions bash > ~/.local/share/bash-completion/completions/hal0
+  zsh:  hal0 completions zsh > ~/.zfunc/_hal0   (with fpath+=~/.zfunc before compinit in ~/.zshrc)
+  fish: hal0 completions fish > ~/.config/fish/completions/hal0.fish")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Internal: how hal0 starts providers so they die with it.
     #[command(name = "__exec-child", hide = true)]
     ExecChild {
@@ -56,12 +69,12 @@ enum Command {
 enum ConfigCommand {
     /// Validate a config file: one line per slot when valid, every error as PATH:LINE:COL otherwise.
     Validate {
-        #[arg(long, short)]
+        #[arg(long, short, help = CONFIG_HELP)]
         config: Option<PathBuf>,
     },
     /// Print the merged view (built-in defaults + file), secrets redacted.
     Show {
-        #[arg(long, short)]
+        #[arg(long, short, help = CONFIG_HELP)]
         config: Option<PathBuf>,
         /// Print JSON instead of TOML.
         #[arg(long)]
@@ -82,19 +95,24 @@ fn main() -> ExitCode {
             config,
             source: hal0::app_kube::Source::File,
             ..
-        } => run_async(hal0::app::serve(hal0::config::resolve_path(config))),
+        } => run_async(hal0::app::serve(hal0::config::locate(config))),
         Command::Serve { kube, .. } => run_async(hal0::app_kube::serve(kube)),
         Command::Crd => return hal0::app_kube::print_crd(),
         Command::Controller(args) => run_async(hal0::app_kube::controller(args)),
         Command::Slot(args) => return hal0::cli::slot(args),
         Command::Model(args) => return hal0::cli::model(args),
         Command::Config(ConfigCommand::Validate { config }) => {
-            return hal0::config::cli::validate(&hal0::config::resolve_path(config));
+            return hal0::config::cli::validate(&hal0::config::locate(config));
         }
         Command::Config(ConfigCommand::Show { config, json }) => {
-            return hal0::config::cli::show(&hal0::config::resolve_path(config), json);
+            return hal0::config::cli::show(&hal0::config::locate(config), json);
         }
         Command::DevicePlugin(args) => run_async(hal0::deviceplugin::run(args)),
+        Command::Service(cmd) => return hal0::service::run(cmd),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "hal0", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
         Command::ExecChild { .. } => Ok(()),
     };
     match result {

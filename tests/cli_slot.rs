@@ -99,6 +99,69 @@ async fn slot_commands_manage_a_running_hal0_without_touching_the_toml_by_hand()
         "{out}"
     );
 
+    // No request yet: the last request is "never", not the load time.
+    let o = run(c(&["slot", "list"])).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let row = out.lines().find(|l| l.starts_with("fast ")).unwrap();
+    assert!(row.contains(" ready ") && row.ends_with("never"), "{out}");
+    // ... and it names the config file the running hal0 reads.
+    let config_line = format!("config: {cfg} (revision ");
+    assert!(out.contains(&config_line), "{out}");
+    assert!(
+        out.contains(&format!("read by hal0 at {}", h.base)),
+        "{out}"
+    );
+
+    // edit: in place, checked against the file's revision.
+    let o = run(c(&[
+        "slot",
+        "edit",
+        "fast",
+        "--set",
+        "idle_timeout=45m",
+        "--set",
+        "priority=70",
+    ]))
+    .await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.contains(&format!("fast: changed in {cfg} (revision ")),
+        "{out}"
+    );
+    let file = std::fs::read_to_string(&h.config).unwrap();
+    assert!(
+        file.contains("idle_timeout = \"45m\"") && file.contains("priority = 70"),
+        "{file}"
+    );
+    assert!(file.contains("# my choice"), "comments kept: {file}");
+    let o = run(c(&[
+        "slot",
+        "edit",
+        "fast",
+        "--revision",
+        "0000000000000000",
+        "--set",
+        "priority=71",
+    ]))
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("the config changed since revision 0000000000000000"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&h.config).unwrap(),
+        file,
+        "a stale edit writes nothing"
+    );
+    let o = run(c(&["slot", "edit", "fast", "--set", "idle=1m"])).await;
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("\"idle\": not a slot field"), "{err}");
+
     let o = run(c(&["slot", "status", "fast"])).await;
     let (out, _) = text(&o);
     assert!(out.contains("state:") && out.contains("ready"), "{out}");
@@ -260,10 +323,96 @@ async fn add_and_remove_edit_the_file_when_hal0_is_not_running() {
     ])
     .await;
     let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("invalid value 'lama.cpp'")
+            && err.contains("a similar value exists: 'llama.cpp'"),
+        "{err}"
+    );
+    let o = hal0(&[
+        "slot",
+        "add",
+        "bad",
+        "--provider",
+        "llama.cpp",
+        "--model",
+        "file:/m/a.gguf",
+        "--set",
+        "idle_timeout=soon",
+        "--config",
+        cfg_s,
+    ])
+    .await;
+    let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err.contains("slots.bad.provider") && err.contains("did you mean \"llama.cpp\""),
+        err.contains("idle_timeout") && err.contains("not a duration"),
         "{err}"
+    );
+
+    // Every field has a way in: aliases, args (even ones starting with '-'), env, --set.
+    let o = hal0(&[
+        "slot",
+        "add",
+        "tuned",
+        "--provider",
+        "llama.cpp",
+        "--model",
+        "file:/m/b.gguf",
+        "--alias",
+        "t1",
+        "--alias",
+        "t2",
+        "--arg=-c",
+        "--arg",
+        "4096",
+        "--env",
+        "GGML_VK_VISIBLE_DEVICES=0",
+        "--set",
+        "priority=20",
+        "--set",
+        "pinned=true",
+        "--config",
+        cfg_s,
+    ])
+    .await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let file = std::fs::read_to_string(&cfg).unwrap();
+    let tuned = &file[file.find("[slots.tuned]").expect("tuned written")..];
+    for want in [
+        "aliases = [\"t1\", \"t2\"]",
+        "args = [\"-c\", \"4096\"]",
+        "GGML_VK_VISIBLE_DEVICES = \"0\"",
+        "priority = 20",
+        "pinned = true",
+    ] {
+        assert!(tuned.contains(want), "{want}: {tuned}");
+    }
+    let o = hal0(&[
+        "slot",
+        "edit",
+        "tuned",
+        "--set",
+        "idle_timeout=1h",
+        "--unset",
+        "priority",
+        "--config",
+        cfg_s,
+    ])
+    .await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let file = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        file.contains("idle_timeout = \"1h\"") && !file.contains("priority = 20"),
+        "{file}"
+    );
+    assert!(
+        hal0(&["slot", "remove", "tuned", "--config", cfg_s])
+            .await
+            .status
+            .success()
     );
 
     let o = hal0(&["slot", "remove", "chat", "--config", cfg_s]).await;

@@ -59,11 +59,18 @@ fn validate_reports_every_problem_as_path_line_col_and_exits_1() {
 
 #[test]
 fn validate_lists_one_line_per_slot_and_exits_0() {
-    let out = hal0(&["config", "validate"], &fixture("minimal.toml"));
+    let path = fixture("minimal.toml");
+    let out = hal0(&["config", "validate"], &path);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
+    // First the file, and why that one.
+    assert_eq!(
+        stdout.lines().next(),
+        Some(format!("{} (from --config): valid, 2 slots", path.display()).as_str())
+    );
     let lines: Vec<Vec<&str>> = stdout
         .lines()
+        .skip(1)
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(
@@ -96,7 +103,7 @@ fn validate_reports_an_unreadable_file() {
 
 #[test]
 fn the_example_hal0_toml_validates() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("hal0.toml");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("hal0.example.toml");
     let out = hal0(&["config", "validate"], &example);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);

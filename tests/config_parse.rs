@@ -84,7 +84,7 @@ fn diagnostics_serialise_for_the_api() {
 
 #[test]
 fn the_example_hal0_toml_declares_the_four_builtin_slots() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("hal0.toml");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("hal0.example.toml");
     let s = load(&example).unwrap_or_else(|e| panic!("{e}"));
     for (name, role, provider) in [
         ("primary", Role::Chat, ProviderKind::LlamaCpp),
@@ -103,7 +103,7 @@ fn the_example_hal0_toml_declares_the_four_builtin_slots() {
 
 #[test]
 fn the_commented_out_slots_of_the_example_validate_when_uncommented() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("hal0.toml");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("hal0.example.toml");
     let text = std::fs::read_to_string(&example).unwrap_or_default();
     let at = text
         .find("# --- Custom slots")

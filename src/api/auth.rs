@@ -145,6 +145,7 @@ mod tests {
             admin: Arc::new(NoSlots),
             listen: listen.parse().unwrap(),
             shutdown: watch::channel(false).1,
+            pulls: Default::default(),
         }
     }
 

@@ -10,6 +10,8 @@
 //! - `logs`     GET /api/slots/{name}/logs (tail, or follow as SSE)
 //! - `events`   GET /api/events: SSE of slot state changes and config reloads
 //! - `config`   GET /api/config, GET /api/config/errors
+//! - `rules`    GET /api/rules: slot-name rules, providers and their roles, devices
+//! - `pulls`    POST /api/models/pull, GET /api/models/pulls: model downloads with progress
 //! - `openapi`  GET /api/openapi.json
 
 mod auth;
@@ -18,6 +20,8 @@ mod error;
 mod events;
 mod logs;
 pub mod openapi;
+pub mod pulls;
+pub mod rules;
 mod slots;
 pub mod views;
 mod write;
@@ -62,6 +66,8 @@ pub struct ApiState {
     pub listen: SocketAddr,
     /// Becomes true when hal0 stops: open event streams end, so shutdown does not wait on them.
     pub shutdown: watch::Receiver<bool>,
+    /// Model downloads started through the API.
+    pub pulls: pulls::Pulls,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -80,6 +86,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/events", get(events::events))
         .route("/api/config", get(config::state))
         .route("/api/config/errors", get(config::errors))
+        .route("/api/rules", get(rules::get))
+        .route("/api/models/pull", post(pulls::start))
+        .route("/api/models/pulls", get(pulls::list))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/{*rest}", any(unknown))
         .layer(middleware::from_fn_with_state(

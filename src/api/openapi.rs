@@ -137,6 +137,13 @@ pub fn openapi() -> Value {
             "responses": {"200": ok("The config state", s.of::<ConfigState>())}}},
         "/api/config/errors": {"get": {"operationId": "configErrors", "summary": "Why the file's last edit was rejected (empty errors when it was applied)",
             "responses": {"200": ok("The config state", s.of::<ConfigState>())}}},
+        "/api/rules": {"get": {"operationId": "rules", "summary": "What clients check before a write: the slot-name pattern, the built-in names and their roles, the providers and the roles each serves, the devices",
+            "responses": {"200": ok("The rules", s.of::<super::rules::Rules>())}}},
+        "/api/models/pull": {"post": {"operationId": "pullModel", "summary": "Start downloading an hf: model into server.models_dir (joins a running pull of the same model); follow it with GET /api/models/pulls",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": s.of::<super::pulls::PullRequest>(), "example": {"model": "hf:org/repo/model.gguf"}}}},
+            "responses": {"202": ok("Started (or already running): the pull as it is now", s.of::<super::pulls::PullView>()), "400": err("Not an hf: model ref"), "401": err("Admin token missing or wrong")}}},
+        "/api/models/pulls": {"get": {"operationId": "listPulls", "summary": "Every pull since hal0 started: bytes so far, total, running/done/failed",
+            "responses": {"200": ok("The pulls", s.of::<super::pulls::PullList>())}}},
         "/api/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
             "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}}
     });

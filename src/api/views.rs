@@ -23,6 +23,10 @@ pub struct SlotView {
 /// `GET /api/slots` and the first event of `/api/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SlotList {
+    /// The config file this hal0 reads and writes (absolute path).
+    pub config: String,
+    /// `server.memory_budget` in bytes (`null`: no budget).
+    pub memory_budget: Option<u64>,
     /// The config file's current revision: send it back with a write (`If-Match` or
     /// `revision`); `null` when the file cannot be read.
     pub revision: Option<String>,
@@ -43,6 +47,8 @@ pub struct ConfigState {
     pub reload: u64,
     /// Whether the last version read was applied.
     pub ok: bool,
+    /// `server.memory_budget` in bytes, as applied (`null`: no budget).
+    pub memory_budget: Option<u64>,
     /// The problems of the last version read, when it was rejected.
     pub errors: Vec<String>,
 }
@@ -104,6 +110,11 @@ impl ApiState {
             .collect()
     }
 
+    /// `server.memory_budget` as applied.
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.desired.borrow().server.memory_budget.map(|b| b.0)
+    }
+
     /// The file's current revision, if it can be read.
     pub fn revision(&self) -> Option<String> {
         self.store.read().ok().map(|s| s.revision.0)
@@ -111,6 +122,8 @@ impl ApiState {
 
     pub fn slot_list(&self) -> SlotList {
         SlotList {
+            config: self.store.path().display().to_string(),
+            memory_budget: self.memory_budget(),
             revision: self.revision(),
             config_errors: self.reports.borrow().errors.clone(),
             slots: self.slot_views().into_values().collect(),
@@ -124,6 +137,7 @@ impl ApiState {
             revision: self.revision(),
             reload: report.revision,
             ok: report.errors.is_empty(),
+            memory_budget: self.memory_budget(),
             errors: report.errors.clone(),
         }
     }

@@ -1,4 +1,4 @@
-//! `hal0 slot list|status|load|unload|add|remove|logs`.
+//! `hal0 slot list|status|load|unload|add|edit|remove|logs`.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -8,12 +8,14 @@ use http::Method;
 use serde_json::{Map, Value, json};
 
 use super::client::{ClientError, Daemon};
+use super::fields;
 use super::{SlotArgs, SlotCommand, load_config, url_of_listen};
-use crate::config::store::{ConfigStore, SlotChange};
+use crate::config::Located;
+use crate::config::store::{ConfigStore, Revision, SlotChange};
 
 pub async fn run(args: SlotArgs) -> anyhow::Result<ExitCode> {
-    let config_path = crate::config::resolve_path(args.target.config.clone());
-    let config = load_config(&config_path);
+    let located = crate::config::locate(args.target.config.clone());
+    let config = load_config(&located.path);
     let base = args.target.url.clone().unwrap_or_else(|| {
         url_of_listen(
             config
@@ -37,21 +39,56 @@ pub async fn run(args: SlotArgs) -> anyhow::Result<ExitCode> {
             name,
             provider,
             model,
+            upstream,
             idle_timeout,
             device,
+            args,
+            env,
+            aliases,
+            set,
         } => {
-            let mut fields = Map::new();
-            fields.insert("provider".into(), json!(provider));
-            fields.insert("model".into(), json!(model));
-            if let Some(t) = idle_timeout {
-                fields.insert("idle_timeout".into(), json!(t));
+            let mut f = Map::new();
+            f.insert("provider".into(), json!(provider));
+            let optional = [
+                ("model", model),
+                ("upstream", upstream),
+                ("idle_timeout", idle_timeout),
+                ("device", device),
+            ];
+            for (key, value) in optional {
+                if let Some(v) = value {
+                    f.insert(key.into(), json!(v));
+                }
             }
-            if let Some(dev) = device {
-                fields.insert("device".into(), json!(dev));
+            if !args.is_empty() {
+                f.insert("args".into(), json!(args));
             }
-            edit(&d, &config_path, &name, SlotChange::Create { fields }).await
+            if !env.is_empty() {
+                f.insert("env".into(), Value::Object(fields::env_table(&env)?));
+            }
+            if !aliases.is_empty() {
+                f.insert("aliases".into(), json!(aliases));
+            }
+            fields::apply_sets(&mut f, &set)?;
+            let change = SlotChange::Create { fields: f };
+            edit(&d, &located, &name, change, None).await
         }
-        SlotCommand::Remove { name } => edit(&d, &config_path, &name, SlotChange::Delete).await,
+        SlotCommand::Edit {
+            name,
+            set,
+            unset,
+            revision,
+        } => {
+            let mut f = Map::new();
+            fields::apply_sets(&mut f, &set)?;
+            fields::apply_unsets(&mut f, &unset)?;
+            if f.is_empty() {
+                bail!("nothing to change: give --set KEY=VALUE or --unset KEY");
+            }
+            let change = SlotChange::Merge { fields: f };
+            edit(&d, &located, &name, change, revision.map(Revision)).await
+        }
+        SlotCommand::Remove { name } => edit(&d, &located, &name, SlotChange::Delete, None).await,
         SlotCommand::Logs { name, follow, tail } => logs(&d, &name, follow, tail).await,
     };
     match result {
@@ -187,6 +224,12 @@ async fn list(d: &Daemon, json: bool) -> anyhow::Result<ExitCode> {
     if rows.len() == 1 {
         println!("(no slots declared)");
     }
+    println!(
+        "\nconfig: {} (revision {}), read by hal0 at {}",
+        list["config"].as_str().unwrap_or("?"),
+        list["revision"].as_str().unwrap_or("?"),
+        d.base
+    );
     for e in list["config_errors"].as_array().into_iter().flatten() {
         eprintln!(
             "hal0: config not applied: {}",
@@ -333,50 +376,103 @@ async fn unload(d: &Daemon, name: &str, timeout: Duration) -> anyhow::Result<Exi
     }
 }
 
-/// A file edit: through hal0's API when it runs, else straight to the file.
+/// A file edit: through hal0's API when it runs, else straight to the file. Either way the
+/// change is checked against a revision: `expected` when given, else the one read just before.
 async fn edit(
     d: &Daemon,
-    config: &std::path::Path,
+    config: &Located,
     name: &str,
     change: SlotChange,
+    expected: Option<Revision>,
 ) -> anyhow::Result<ExitCode> {
-    let via_api = match &change {
-        SlotChange::Create { fields } => {
+    let verb = match change {
+        SlotChange::Create { .. } => "added",
+        SlotChange::Delete => "removed",
+        SlotChange::Replace { .. } | SlotChange::Merge { .. } => "changed",
+    };
+    let via_api = async {
+        // The revision goes with the change: a write based on an older file is refused (409).
+        let revision = match &expected {
+            Some(r) => r.0.clone(),
+            None => d.get("/api/slots").await?["revision"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let with_revision = |fields: &Map<String, Value>| {
             let mut body = fields.clone();
-            body.insert("name".into(), json!(name));
-            d.json(Method::POST, "/api/slots", Some(&Value::Object(body)))
-                .await
+            if !revision.is_empty() {
+                body.insert("revision".into(), json!(revision));
+            }
+            Value::Object(body)
+        };
+        match &change {
+            SlotChange::Create { fields } => {
+                let mut body = with_revision(fields);
+                body["name"] = json!(name);
+                d.json(Method::POST, "/api/slots", Some(&body)).await
+            }
+            SlotChange::Merge { fields } | SlotChange::Replace { fields } => {
+                let method = if matches!(change, SlotChange::Merge { .. }) {
+                    Method::PATCH
+                } else {
+                    Method::PUT
+                };
+                d.json(method, &slot_path(name), Some(&with_revision(fields)))
+                    .await
+            }
+            SlotChange::Delete => {
+                let path = if revision.is_empty() {
+                    slot_path(name)
+                } else {
+                    format!("{}?revision={revision}", slot_path(name))
+                };
+                d.json(Method::DELETE, &path, None).await
+            }
         }
-        _ => d.json(Method::DELETE, &slot_path(name), None).await,
     };
-    let verb = if matches!(change, SlotChange::Delete) {
-        "removed"
-    } else {
-        "added"
-    };
-    match via_api {
-        Ok(_) => {
-            println!("{name}: {verb} (hal0 applies it now)");
+    match via_api.await {
+        Ok(v) => {
+            let file = d
+                .get("/api/config")
+                .await
+                .ok()
+                .and_then(|c| c["path"].as_str().map(String::from))
+                .unwrap_or_else(|| "its config".into());
+            println!(
+                "{name}: {verb} in {file} (revision {}); hal0 applies it now",
+                v["revision"].as_str().unwrap_or("?")
+            );
             Ok(ExitCode::SUCCESS)
         }
+        Err(ClientError::Api { status, .. }) if status == http::StatusCode::CONFLICT => {
+            eprintln!(
+                "hal0: not written: the config changed since revision {} was read (someone else edited it).\n      Look at `hal0 slot status {name}` and run the command again.",
+                expected.map_or_else(|| "-".to_string(), |r| r.0)
+            );
+            Ok(ExitCode::FAILURE)
+        }
         Err(ClientError::Unreachable { .. }) => {
-            let store = ConfigStore::new(config);
-            match store.apply(name, &change, None) {
-                Ok(_) => {
+            let store = ConfigStore::new(&config.path);
+            match store.apply(name, &change, expected.as_ref()) {
+                Ok(w) => {
                     println!(
-                        "{name}: {verb} in {} (hal0 is not running; it applies it when it starts)",
-                        config.display()
+                        "{name}: {verb} in {config} (revision {}); hal0 is not running, it applies it when it starts",
+                        w.revision
                     );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(crate::config::store::StoreError::Invalid(errors)) => {
-                    eprintln!(
-                        "hal0: not written, the change would make {} invalid:",
-                        config.display()
-                    );
+                    eprintln!("hal0: not written, the change would make {config} invalid:");
                     for diag in errors.iter() {
                         eprintln!("  {}: {}", diag.field, diag.message);
                     }
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(crate::config::store::StoreError::ReadFailed { .. })
+                    if !config.path.exists() =>
+                {
+                    eprintln!("hal0: {}", crate::config::cli::missing_hint(config));
                     Ok(ExitCode::FAILURE)
                 }
                 Err(e) => {

@@ -1,37 +1,40 @@
 //! `hal0 config validate` and `hal0 config show`.
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use super::ConfigErrors;
+use super::{ConfigErrors, Located, PathOrigin};
 use crate::model::{DesiredState, Role};
 
 /// Check a config file. Valid: exit 0 and one line per slot on stdout. Invalid: exit 1 and
-/// every problem on stderr, one `PATH:LINE:COL: field: message` line each.
-pub fn validate(path: &Path) -> ExitCode {
+/// every problem on stderr, one `PATH:LINE:COL: field: message` line each. The first line says
+/// which file was read and why that one.
+pub fn validate(config: &Located) -> ExitCode {
+    let path = config.path.as_path();
     match super::load(path) {
         Ok(state) => {
             let lines = slot_lines(&state);
-            if lines.is_empty() {
-                println!("{}: valid, no slots declared", path.display());
+            match lines.len() {
+                0 => println!("{config}: valid, no slots declared"),
+                1 => println!("{config}: valid, 1 slot"),
+                n => println!("{config}: valid, {n} slots"),
             }
             for line in lines {
                 println!("{line}");
             }
             ExitCode::SUCCESS
         }
-        Err(errors) => report(path, &errors),
+        Err(errors) => report(config, &errors),
     }
 }
 
 /// Print the merged view (TOML, or JSON with `json`). An invalid file is reported like
 /// `validate` does and nothing is printed on stdout.
-pub fn show(path: &Path, json: bool) -> ExitCode {
-    let state = match super::load(path) {
+pub fn show(config: &Located, json: bool) -> ExitCode {
+    let state = match super::load(&config.path) {
         Ok(state) => state,
-        Err(errors) => return report(path, &errors),
+        Err(errors) => return report(config, &errors),
     };
-    match super::show::render(&state, &path.display().to_string(), json) {
+    match super::show::render(&state, &config.to_string(), json) {
         Ok(text) => {
             print!("{text}");
             if !text.ends_with('\n') {
@@ -46,17 +49,31 @@ pub fn show(path: &Path, json: bool) -> ExitCode {
     }
 }
 
-fn report(path: &Path, errors: &ConfigErrors) -> ExitCode {
+fn report(config: &Located, errors: &ConfigErrors) -> ExitCode {
     for d in errors {
         eprintln!("{d}");
     }
+    if !config.path.exists() {
+        eprintln!("hal0: {}", missing_hint(config));
+        return ExitCode::FAILURE;
+    }
     let n = errors.len();
     eprintln!(
-        "hal0: {} is invalid: {n} problem{}",
-        path.display(),
+        "hal0: {config} is invalid: {n} problem{}",
         if n == 1 { "" } else { "s" }
     );
     ExitCode::FAILURE
+}
+
+/// What to do when the config file does not exist.
+pub fn missing_hint(config: &Located) -> String {
+    let mut hint = format!("no config file at {config}.");
+    if config.origin == PathOrigin::UserConfig {
+        hint.push_str(
+            "\n      scripts/quickstart.sh creates it with one chat slot; or copy hal0.example.toml there,\n      or point --config or $HAL0_CONFIG at your file.",
+        );
+    }
+    hint
 }
 
 /// `primary  llama.cpp  chat  model=…  port=auto`, columns aligned.

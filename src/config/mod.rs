@@ -35,10 +35,94 @@ use crate::model::DesiredState;
 use diagnostic::Sink;
 use spans::Table;
 
-/// `--config`, else `$HAL0_CONFIG`, else `./hal0.toml`.
+/// Every key a `[slots.<name>]` table may have, in the order hal0 writes them.
+pub fn slot_keys() -> &'static [&'static str] {
+    &slot::SLOT_KEYS
+}
+
+/// The `--config` flag's help, the same on every command.
+pub const CONFIG_HELP: &str = "Config file [default: $HAL0_CONFIG, else ./hal0.toml if it exists, else ~/.config/hal0/hal0.toml ($XDG_CONFIG_HOME)]";
+
+/// `--config`, else `$HAL0_CONFIG`, else `./hal0.toml` when it exists, else the user's
+/// config ([`user_config_path`]), existing or not.
 pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| std::env::var_os("HAL0_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("hal0.toml"))
+    locate(flag).path
+}
+
+/// Why a config path was chosen, for messages like "config: PATH (from $HAL0_CONFIG)".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathOrigin {
+    Flag,
+    Env,
+    CurrentDir,
+    UserConfig,
+}
+
+impl PathOrigin {
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathOrigin::Flag => "from --config",
+            PathOrigin::Env => "from $HAL0_CONFIG",
+            PathOrigin::CurrentDir => "./hal0.toml in the current directory",
+            PathOrigin::UserConfig => "the user config; no --config, $HAL0_CONFIG or ./hal0.toml",
+        }
+    }
+}
+
+/// The config file a command acts on, and why that one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub path: PathBuf,
+    pub origin: PathOrigin,
+}
+
+impl Located {
+    /// The absolute path (for messages; relative paths depend on where the command ran).
+    pub fn absolute(&self) -> PathBuf {
+        std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone())
+    }
+}
+
+/// `/home/me/.config/hal0/hal0.toml (the user config)`.
+impl std::fmt::Display for Located {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({})",
+            self.absolute().display(),
+            self.origin.describe()
+        )
+    }
+}
+
+/// [`resolve_path`] with the reason for the choice.
+pub fn locate(flag: Option<PathBuf>) -> Located {
+    let (path, origin) = if let Some(p) = flag {
+        (p, PathOrigin::Flag)
+    } else if let Some(p) = std::env::var_os("HAL0_CONFIG").filter(|p| !p.is_empty()) {
+        (PathBuf::from(p), PathOrigin::Env)
+    } else if Path::new("hal0.toml").exists() {
+        (PathBuf::from("hal0.toml"), PathOrigin::CurrentDir)
+    } else {
+        (user_config_path(), PathOrigin::UserConfig)
+    };
+    Located { path, origin }
+}
+
+/// `$XDG_CONFIG_HOME/hal0/hal0.toml`, else `~/.config/hal0/hal0.toml` (what
+/// `scripts/quickstart.sh` creates). Relative `XDG_CONFIG_HOME` values are ignored, as the
+/// XDG spec says.
+pub fn user_config_path() -> PathBuf {
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg.unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"))
+            .join(".config")
+    });
+    base.join("hal0").join("hal0.toml")
 }
 
 /// Parse and validate config text. `path` is only used in messages.

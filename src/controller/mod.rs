@@ -244,6 +244,7 @@ impl Controller {
                 obs.in_flight = a.in_flight;
                 let last = a.last.saturating_duration_since(self.epoch);
                 obs.last_activity = Some(obs.last_activity.map_or(last, |l| l.max(last)));
+                obs.last_request = Some(obs.last_request.map_or(last, |l| l.max(last)));
             }
         }
     }

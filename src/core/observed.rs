@@ -23,6 +23,8 @@ pub struct ObservedSlot {
     pub pid: Option<u32>,
     /// Last request start or end, or the moment the slot became ready.
     pub last_activity: Option<Time>,
+    /// Last request start or end only (`None`: no request yet), for the status.
+    pub last_request: Option<Time>,
     /// Requests being served now; such a slot is never unloaded, evicted or restarted.
     pub in_flight: u32,
     /// When the slot became idle, to notice activity since.

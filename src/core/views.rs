@@ -49,9 +49,7 @@ pub fn statuses(
                 memory_rss: o.memory_rss,
                 memory_peak: o.memory_peak,
                 in_flight: o.in_flight,
-                last_request_unix_ms: o
-                    .last_activity
-                    .map(|t| epoch_unix_ms + t.as_millis() as u64),
+                last_request_unix_ms: o.last_request.map(|t| epoch_unix_ms + t.as_millis() as u64),
                 restarts: o.restarts,
                 evictions: o.evictions,
                 load_failures: o.load_failures,

@@ -18,6 +18,8 @@ pub enum Device {
 }
 
 impl Device {
+    pub const ALL: [Device; 3] = [Device::Cpu, Device::Igpu, Device::Npu];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Device::Cpu => "cpu",

@@ -16,7 +16,8 @@ pub const BUILTIN_SLOTS: [(&str, Role); 4] = [
     ("tts", Role::TextToSpeech),
 ];
 
-/// The pattern every slot name matches (the reader checks it char by char for clear errors).
+/// The pattern every slot name matches (the reader checks it char by char for clear errors);
+/// served to clients by `GET /api/rules`.
 pub const NAME_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
 
 /// Longest slot name we accept: it becomes part of Kubernetes object names (63 chars) with a
