@@ -1,6 +1,8 @@
 //! The dashboard through the real binary: its page and assets are served by hal0 itself, and
 //! (where Debian's chromium and e2e/dashboard/node_modules are installed, by
-//! scripts/setup-browser.sh) a real headless browser adds, loads, inspects and deletes a slot.
+//! scripts/setup-browser.sh) a real headless browser adds, loads, inspects, edits (with a
+//! conflicting hand edit), pulls a model from a slow local hub, and deletes a slot, on a
+//! desktop and a phone-sized screen.
 
 mod support;
 
@@ -62,13 +64,56 @@ fn browser(root: &Path) -> Option<PathBuf> {
     None
 }
 
+/// The model the slow hub serves, and its size.
+const PULL_REF: &str = "hf:org/repo/dash-model.gguf";
+const PULL_SIZE: usize = 3 << 20;
+
+/// A hub-like server (`/{org}/{repo}/resolve/main/{file}`) that sends its file in 64 KiB chunks
+/// over about three seconds, so a browser can watch the progress.
+async fn start_slow_hub() -> String {
+    use axum::response::IntoResponse;
+    async fn file() -> axum::response::Response {
+        let chunks = futures_util::stream::unfold(0usize, |sent| async move {
+            if sent >= PULL_SIZE {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let n = (PULL_SIZE - sent).min(64 << 10);
+            Some((
+                Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; n])),
+                sent + n,
+            ))
+        });
+        (
+            [(axum::http::header::CONTENT_LENGTH, PULL_SIZE.to_string())],
+            axum::body::Body::from_stream(chunks),
+        )
+            .into_response()
+    }
+    let app = axum::Router::new().route(
+        "/org/repo/resolve/main/dash-model.gguf",
+        axum::routing::get(file),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
 #[tokio::test]
-async fn in_a_real_browser_a_slot_is_added_validated_loaded_logged_and_deleted() {
+async fn in_a_real_browser_a_slot_is_added_validated_loaded_edited_pulled_and_deleted() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let Some(chromium) = browser(&root) else {
         return;
     };
-    let h = Hal0::start("", &body()).await;
+    let hub = start_slow_hub().await;
+    let h = Hal0::start(
+        &format!("memory_budget = \"1GiB\"\nhf_endpoint = \"{hub}\""),
+        &body(),
+    )
+    .await;
     let shots = root.join("e2e/artifacts/dashboard");
     let _ = std::fs::remove_dir_all(&shots);
     let run = tokio::process::Command::new("node")
@@ -78,6 +123,7 @@ async fn in_a_real_browser_a_slot_is_added_validated_loaded_logged_and_deleted()
         .env("HAL0_CONFIG", &h.config)
         .env("HAL0_FAKE_MODEL", fake_model())
         .env("HAL0_SCREENSHOTS", &shots)
+        .env("HAL0_PULL_MODEL", PULL_REF)
         .env("HAL0_CHROMIUM", &chromium)
         .kill_on_drop(true)
         .output();
@@ -100,10 +146,21 @@ async fn in_a_real_browser_a_slot_is_added_validated_loaded_logged_and_deleted()
         "1-invalid-name.png",
         "2-slot-added.png",
         "3-slot-ready.png",
-        "6-phone.png",
+        "6-edit-form.png",
+        "7-edit-conflict.png",
+        "8-pull-running.png",
+        "9-pull-done.png",
+        "10-phone.png",
+        "11-phone-edit.png",
     ] {
         assert!(shots.join(shot).is_file(), "screenshot {shot} saved");
     }
+    let pulled = h.dir.path().join("models/org/repo/dash-model.gguf");
+    assert_eq!(
+        std::fs::metadata(&pulled).map(|m| m.len() as usize).ok(),
+        Some(PULL_SIZE),
+        "the pulled model is in models_dir"
+    );
     // The user's comments survived the dashboard's edits.
     let file = std::fs::read_to_string(&h.config).unwrap();
     assert!(file.contains("# my dashboard comment: keep me"), "{file}");
