@@ -31,7 +31,7 @@ async fn a_poison_slot_degrades_only_itself() {
     })
     .await;
 
-    let _ctl = controller(Some(ns), &["--leader-elect=false"]);
+    let mut ctl = controller(Some(ns), &["--leader-elect=false"]);
     let port = cluster::free_port();
     let gw = gateway(&format!("http://127.0.0.1:{port}"));
 
@@ -90,4 +90,11 @@ async fn a_poison_slot_degrades_only_itself() {
         !text.contains("poison") && !text.contains("forever"),
         "{text}"
     );
+    // 0.1.0 ignored SIGTERM for more than 20 s in this state.
+    let t0 = std::time::Instant::now();
+    assert!(
+        ctl.terminate(std::time::Duration::from_secs(12)).is_some(),
+        "the controller exits promptly on SIGTERM"
+    );
+    eprintln!("controller exited {:?} after SIGTERM", t0.elapsed());
 }
