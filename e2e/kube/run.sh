@@ -37,17 +37,17 @@ cleanup() {
 trap cleanup EXIT
 
 step "image"
-docker build -f e2e/kube/Dockerfile -t hal0/hal0:e2e .
+docker build -f e2e/kube/Dockerfile -t hal0:e2e .
 
 step "cluster ($MODE)"
 case "$MODE" in
   kind)
     kind get clusters | grep -qx hal0-e2e || kind create cluster --name hal0-e2e --wait 120s
     kubectl config use-context kind-hal0-e2e
-    kind load docker-image hal0/hal0:e2e --name hal0-e2e
+    kind load docker-image hal0:e2e --name hal0-e2e
     ;;
   k3s)
-    docker save hal0/hal0:e2e | sudo k3s ctr images import -
+    docker save hal0:e2e | sudo k3s ctr images import -
     ;;
   *) echo "usage: $0 kind|k3s" >&2; exit 2 ;;
 esac

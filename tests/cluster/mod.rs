@@ -51,9 +51,19 @@ pub struct Cluster {
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static INSTALLED: OnceLock<()> = OnceLock::new();
 
 /// Starts (once) and returns the control plane, with hal0 installed by `kubectl apply -k deploy/`.
 pub fn cluster() -> &'static Cluster {
+    let c = cluster_bare();
+    INSTALLED.get_or_init(|| install_deploy(c));
+    c
+}
+
+/// Starts (once) and returns the control plane without installing anything: for a test binary
+/// that installs hal0 its own way (tests/helm_chart.rs). Do not mix with [`cluster`] in one
+/// binary.
+pub fn cluster_bare() -> &'static Cluster {
     CLUSTER.get_or_init(start)
 }
 
@@ -103,6 +113,10 @@ fn start() -> Cluster {
         control: Mutex::new((stdin, stdout)),
     };
     eprintln!("control plane ready in {:?} at {}", t0.elapsed(), c.server);
+    c
+}
+
+fn install_deploy(c: &Cluster) {
     // As docs/kubernetes.md says: the CRD first (established before any Slot is sent), then
     // everything else.
     let out = c.kubectl(&["apply", "-k", &repo().join("crds").display().to_string()]);
@@ -121,7 +135,6 @@ fn start() -> Cluster {
         "kubectl apply -k deploy/ warned: {}",
         out.stderr
     );
-    c
 }
 
 /// What a kubectl run printed.
@@ -191,7 +204,18 @@ impl Cluster {
     /// A kubeconfig that authenticates as ServiceAccount `sa` of namespace `hal0`, with a
     /// token from the TokenRequest API (`kubectl create token`).
     pub fn service_account_kubeconfig(&self, sa: &str, namespace: &str) -> PathBuf {
-        let out = self.kubectl(&["create", "token", sa, "-n", "hal0", "--duration=2h"]);
+        self.service_account_kubeconfig_in(sa, "hal0", namespace)
+    }
+
+    /// A kubeconfig that authenticates as ServiceAccount `sa` of namespace `sa_namespace`
+    /// (TokenRequest API), with `namespace` as its default namespace.
+    pub fn service_account_kubeconfig_in(
+        &self,
+        sa: &str,
+        sa_namespace: &str,
+        namespace: &str,
+    ) -> PathBuf {
+        let out = self.kubectl(&["create", "token", sa, "-n", sa_namespace, "--duration=2h"]);
         assert!(out.ok(), "kubectl create token {sa}: {}", out.stderr);
         let token = out.stdout.trim();
         static N: AtomicU32 = AtomicU32::new(0);
@@ -317,9 +341,10 @@ impl Drop for Proc {
     }
 }
 
-fn spawn_hal0(name: &str, kubeconfig: &Path, args: &[String], port: u16) -> Proc {
+/// `hal0 ARGS` with `kubeconfig`, its output in a log file; `port` is where it serves HTTP.
+pub fn spawn_hal0(name: &str, kubeconfig: &Path, args: &[String], port: u16) -> Proc {
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = cluster().dir.join("procs");
+    let dir = cluster_bare().dir.join("procs");
     std::fs::create_dir_all(&dir).expect("procs dir");
     let log = dir.join(format!("{name}-{}.log", N.fetch_add(1, Ordering::SeqCst)));
     let file = std::fs::File::create(&log).expect("log file");
@@ -382,7 +407,7 @@ pub async fn get(kind: &str, ns: &str, name: &str) -> Option<Value> {
     use kube::api::{Api, ApiResource, DynamicObject};
     // A client per call: a client is bound to the runtime it was made on, and every test has
     // its own runtime.
-    let client = cluster().client().await;
+    let client = cluster_bare().client().await;
     let ar = match kind {
         "slot" => ApiResource::erase::<hal0::crd::Slot>(&()),
         "deployment" => ApiResource::erase::<Deployment>(&()),
