@@ -461,10 +461,11 @@ fn crd_upgrade_scenario() {
             CHART,
             "-n",
             &ns,
+            "--reset-then-reuse-values",
             "--wait",
             "--timeout=2m",
         ]),
-        "helm upgrade after the CRD apply",
+        "helm upgrade after the CRD apply (as documented)",
     );
 }
 
