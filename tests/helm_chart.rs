@@ -4,7 +4,8 @@
 //! Covered: `helm lint --strict` with the default and with other values; `helm template` of
 //! release hal0 equals `kubectl kustomize deploy/` (names, RBAC rules, workloads, CRD; labels
 //! aside); other values (device plugins off, a sample Slot, a custom image, a one-namespace
-//! controller) and a missing image refused; `helm install` with the testenv's kubeconfig, as a
+//! controller); bad values refused by values.schema.json, which takes exactly the controller
+//! configs `hal0 controller` takes; `helm install` with the testenv's kubeconfig, as a
 //! user runs it, kwok running the pods; two releases side by side, a second release of the same
 //! name refused, an uninstall that leaves the other release alone; `hal0 controller` and the
 //! gateway running as a release's ServiceAccounts (the chart's RBAC is enough, cluster-wide and
@@ -285,13 +286,143 @@ fn helm_template_follows_the_values() {
     for c in containers(&defaults[&key("Deployment")]) {
         assert_eq!(c["image"], format!("hal0:{}", env!("CARGO_PKG_VERSION")));
     }
-    let out = helm(&["template", "x", CHART, "--set=image.repository="]);
-    assert!(!out.ok(), "an empty image.repository renders");
-    assert!(
-        out.stderr.contains("image.repository is required"),
-        "{}",
-        out.stderr
-    );
+}
+
+/// values.schema.json refuses bad values at the door, naming the value.
+#[test]
+fn bad_values_are_refused_naming_the_value() {
+    let cases: &[(&str, &str)] = &[
+        ("--set=image.repository=", "/image/repository"),
+        ("--set=image.repository=null", "repository"),
+        ("--set=image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        (
+            "--set=controller.watchAllNamespaces=maybe",
+            "/controller/watchAllNamespaces",
+        ),
+        ("--set=gateway.port=70000", "/gateway/port"),
+        (
+            "--set-string=gateway.loadTimeout=10 minutes",
+            "/gateway/loadTimeout",
+        ),
+        (
+            "--set=devicePlugins.igpu.shared=0",
+            "/devicePlugins/igpu/shared",
+        ),
+        ("--set=devicePlugins.gpu.enabled=true", "'gpu' not allowed"),
+        ("--set=sampleSlot.name=Big", "/sampleSlot/name"),
+        ("--set=sampleSlot.device=gpu", "/sampleSlot/device"),
+        ("--set=imagee.tag=1", "'imagee' not allowed"),
+    ];
+    for (value, names) in cases {
+        let out = helm(&["template", "x", CHART, value]);
+        assert!(!out.ok(), "{value} was accepted");
+        assert!(
+            out.stderr
+                .contains("values don't meet the specifications of the schema")
+                && out.stderr.contains(names),
+            "{value}: the error names {names}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// `a` with `b` merged into it, as helm merges a values file over values.yaml.
+fn merge(a: &mut Value, b: &Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+/// The schema of `controller.config` and the controller (`ClusterConfig`) agree: helm
+/// accepts a config exactly when `hal0 controller` would, so a typo fails `helm install`
+/// instead of crash-looping the controller.
+#[test]
+fn the_schema_takes_the_controller_configs_hal0_takes() {
+    let defaults: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join(CHART).join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml");
+    let cases = [
+        (serde_json::json!({}), true),
+        (
+            serde_json::json!({"port": 9000, "startupTimeoutSeconds": 30}),
+            true,
+        ),
+        (serde_json::json!({"imagePullPolicy": "Always"}), true),
+        (
+            serde_json::json!({"modelVolume": {"mountPath": "/m", "claimName": "models"}}),
+            true,
+        ),
+        (
+            serde_json::json!({"images": {"flm": {"image": "r/flm:1", "command": ["flm"], "env": {"A": "b"}}}}),
+            true,
+        ),
+        (serde_json::json!({"prot": 8080}), false),
+        (serde_json::json!({"port": 70000}), false),
+        (serde_json::json!({"port": "8080"}), false),
+        (serde_json::json!({"startupTimeoutSeconds": "10m"}), false),
+        (
+            serde_json::json!({"modelVolume": {"claim": "models"}}),
+            false,
+        ),
+        (
+            serde_json::json!({"images": {"llamacpp": {"image": "r/l:1"}}}),
+            false,
+        ),
+        (
+            serde_json::json!({"images": {"flm": {"command": ["flm"]}}}),
+            false,
+        ),
+        (
+            serde_json::json!({"images": {"flm": {"image": "r/flm:1", "cmd": ["flm"]}}}),
+            false,
+        ),
+        // hal0 reads a scalar env value as its text: the schema takes it too.
+        (
+            serde_json::json!({"images": {"flm": {"image": "r/flm:1", "env": {"A": 1}}}}),
+            true,
+        ),
+        (
+            serde_json::json!({"images": {"flm": {"image": "r/flm:1", "env": {"A": [1]}}}}),
+            false,
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, (config, valid)) in cases.iter().enumerate() {
+        let mut merged = defaults["controller"]["config"].clone();
+        merge(&mut merged, config);
+        let yaml = serde_yaml::to_string(&merged).expect("yaml");
+        let hal0 = hal0::kubernetes::ClusterConfig::from_yaml(&yaml, "controller.yaml");
+        assert_eq!(hal0.is_ok(), *valid, "hal0 on {config}: {hal0:?}");
+
+        let file = dir.path().join(format!("values-{i}.yaml"));
+        let values = serde_json::json!({"controller": {"config": config}});
+        std::fs::write(&file, serde_yaml::to_string(&values).expect("yaml")).expect("write");
+        let out = helm(&["template", "x", CHART, "-f", &file.display().to_string()]);
+        assert_eq!(out.ok(), *valid, "helm on {config}: {}", out.stderr);
+        if out.ok() {
+            let cm = by_kind_and_name(documents(&out.stdout))
+                [&("ConfigMap".to_string(), "x-hal0-controller".to_string())]
+                .clone();
+            let rendered = hal0::kubernetes::ClusterConfig::from_yaml(
+                cm["data"]["controller.yaml"].as_str().unwrap_or_default(),
+                "controller.yaml",
+            )
+            .expect("the rendered config is valid");
+            assert_eq!(
+                Some(rendered),
+                hal0.ok(),
+                "the ConfigMap is the merged config"
+            );
+        } else {
+            assert!(out.stderr.contains("/controller/config"), "{}", out.stderr);
+        }
+    }
 }
 
 // ---- against the control plane ----
