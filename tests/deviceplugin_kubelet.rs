@@ -1,23 +1,22 @@
 //! The device plugins against a fake kubelet: registration, the device list for each fixture
-//! node, allocation, unknown IDs, health, kubelet restarts and shutdown.
+//! node, allocation, unknown IDs, health, kubelet restarts and shutdown; and a gRPC C-core
+//! client (grpcio) on the plugin's socket.
 
 #[path = "deviceplugin_kubelet/fake_kubelet.rs"]
 mod fake_kubelet;
+#[path = "deviceplugin_kubelet/fixtures.rs"]
+mod fixtures;
+mod support;
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fake_kubelet::{FakeKubelet, WAIT};
+use fixtures::fixture;
 use hal0::deviceplugin::{DeviceKind, PluginConfig, api, run_plugin};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/sysfs")
-        .join(name)
-}
 
 /// A plugin under test, its fake kubelet and their temp plugin directory.
 struct Harness {
@@ -290,3 +289,6 @@ async fn unknown_ids_get_a_not_found_error_naming_the_advertised_ones() {
 
 #[path = "deviceplugin_kubelet/lifecycle.rs"]
 mod lifecycle;
+
+#[path = "deviceplugin_kubelet/grpcio.rs"]
+mod grpcio;

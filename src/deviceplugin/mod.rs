@@ -16,6 +16,7 @@
 //! - `allocate`     PURE: Allocate responses, unknown-ID errors, preferred allocation
 //! - `service`      the DevicePlugin gRPC service (options, ListAndWatch, Allocate, ...)
 //! - `server`       serving that service on our unix socket; socket cleanup
+//! - `authority`    relaying each connection so any client `:authority` is accepted (C-core)
 //! - `unix`         dialing a gRPC server on a unix socket
 //! - `registration` the Registration.Register call to the kubelet
 //! - `health`       periodic rescans; publishing inventory changes to ListAndWatch
@@ -25,6 +26,7 @@
 mod allocate;
 pub mod api;
 mod args;
+mod authority;
 mod dir_watch;
 pub mod discovery;
 mod health;

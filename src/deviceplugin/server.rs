@@ -9,10 +9,12 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use super::api::device_plugin_server::DevicePluginServer;
+use super::authority;
 use super::inventory::Inventory;
 use super::service::PluginService;
 
@@ -50,6 +52,9 @@ pub fn file_identity(path: &Path) -> Option<FileIdentity> {
 
 /// How long a stopping server may take to drain its connections.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Buffer of the in-process pipe between a relayed connection and the gRPC server.
+const RELAY_BUFFER: usize = 64 * 1024;
 
 /// A server listening on our socket. Stop it with [`RunningServer::stop`].
 pub struct RunningServer {
@@ -89,10 +94,18 @@ pub fn start(
     let service = PluginService::new(resource.to_string(), inventory, stop.clone());
     let owned_path = path.to_path_buf();
     let shutdown = stop.clone().cancelled_owned();
+    // Every connection goes through the :authority relay, so C-core clients are served too.
+    let incoming = UnixListenerStream::new(listener).map(|conn| {
+        conn.map(|client| {
+            let (server_end, relay_end) = tokio::io::duplex(RELAY_BUFFER);
+            tokio::spawn(authority::relay(client, relay_end));
+            server_end
+        })
+    });
     let task = tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(DevicePluginServer::new(service))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|source| ServerError::ServeFailed {
                 path: owned_path,

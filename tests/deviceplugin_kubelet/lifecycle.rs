@@ -1,40 +1,13 @@
 //! Health changes, kubelet restarts and shutdown: the plugin's life over time.
 
-use std::path::Path;
 use std::process::Stdio;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::fake_kubelet::{FakeKubelet, WAIT};
+use super::fixtures::mutable_fixture;
 use super::*;
-
-/// Copies a fixture node (files, directories and symlinks as they are) so a test can change
-/// it under a running plugin.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read fixture") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().expect("file type");
-        if kind.is_symlink() {
-            let link = std::fs::read_link(entry.path()).expect("readlink");
-            std::os::unix::fs::symlink(link, &target).expect("symlink");
-        } else if kind.is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// A writable copy of a fixture node; the TempDir keeps it alive.
-fn mutable_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = dir.path().join(name);
-    copy_tree(&fixture(name), &node);
-    (dir, node)
-}
 
 fn all_have(devices: &[api::Device], health: &str) -> bool {
     !devices.is_empty() && devices.iter().all(|d| d.health == health)
