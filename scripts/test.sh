@@ -10,10 +10,12 @@
 #        HAL0_TTS_SERVER    hal0-tts-server wrapper (--host H --port P)
 #        HAL0_HELLO_WAV     a WAV of espeak-ng saying "hello world"
 #        HAL0_OPENAI_PYTHON a Python with the official openai client
+#        HAL0_GRPC_PYTHON   a Python with grpcio + grpcio-tools (gRPC C-core client)
 #        HAL0_CHROMIUM      Debian's chromium, for the dashboard test
 #        HAL0_KUBE_BIN_DIR  etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 #                           kubectl, kwok, helm (scripts/setup-kube.sh builds them from the
-#                           Go module proxy: ~15 min cold on 2 cores, cached after)
+#                           Go module proxy: ~15 min cold on 2 cores, cached after), and
+#                           hal0-devicemanager (the kubelet's device manager harness)
 #      and Debian's systemd package (systemd-analyze) for tests/service_units.rs;
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo fmt --check
@@ -47,6 +49,11 @@ step "installing the openai Python client (scripts/setup-openai-client.sh)"
 vars=$(scripts/setup-openai-client.sh)
 eval "$vars"
 export HAL0_OPENAI_PYTHON=$OPENAI_PYTHON
+
+step "installing the grpcio client for the device plugin test (scripts/setup-grpc-client.sh)"
+vars=$(scripts/setup-grpc-client.sh)
+eval "$vars"
+export HAL0_GRPC_PYTHON=$GRPC_PYTHON
 
 if [ -x scripts/setup-browser.sh ] && [ "${HAL0_SKIP_BROWSER:-0}" != 1 ]; then
     step "installing chromium for the dashboard test (scripts/setup-browser.sh)"
