@@ -720,9 +720,27 @@ fn two_releases_share_a_cluster() {
         "no sample Slot by default"
     );
 
-    // A second cluster-wide release named `a` would take over a's ClusterRole: refused.
+    // A second cluster-wide release (installs side by side; docs/kubernetes.md says why two
+    // cluster-wide controllers are not run together).
     let ns_c = c.namespace("rel-c");
-    let out = helm_kube(&["install", "a", CHART, "-n", &ns_c, "--timeout=2m"]);
+    ok(
+        helm_kube(&[
+            "install",
+            "c",
+            CHART,
+            "-n",
+            &ns_c,
+            "--set=devicePlugins.igpu.enabled=false",
+            "--set=devicePlugins.npu.enabled=false",
+        ]),
+        "helm install c (cluster-wide, next to a)",
+    );
+    assert!(exists(&["clusterrole", "c-hal0-controller"]));
+    assert!(exists(&["clusterrolebinding", "c-hal0-controller"]));
+
+    // A second cluster-wide release named `a` would take over a's ClusterRole: refused.
+    let ns_d = c.namespace("rel-d");
+    let out = helm_kube(&["install", "a", CHART, "-n", &ns_d, "--timeout=2m"]);
     assert!(!out.ok(), "a second release `a` installed: {}", out.stdout);
     assert!(
         out.stderr.contains("a-hal0-controller"),
@@ -730,7 +748,7 @@ fn two_releases_share_a_cluster() {
         out.stderr
     );
     assert!(
-        pods(&ns_c).is_empty() && !exists(&["deployment", "a-hal0-gateway", "-n", &ns_c]),
+        pods(&ns_d).is_empty() && !exists(&["deployment", "a-hal0-gateway", "-n", &ns_d]),
         "the refused install created nothing"
     );
 
@@ -740,6 +758,7 @@ fn two_releases_share_a_cluster() {
         "helm uninstall a",
     );
     assert!(!exists(&["clusterrole", "a-hal0-controller"]));
+    assert!(exists(&["clusterrole", "c-hal0-controller"]));
     assert!(exists(&["crd", "slots.hal0.dev"]), "helm keeps the CRD");
     let mut got = running(&ns_b);
     got.sort();
