@@ -153,6 +153,15 @@ fn without_flag_env_or_local_file_the_user_config_is_used_and_named() {
     );
     let o = hal0_in(cwd.path(), home.path(), &["config", "show"]);
     assert!(out(&o).contains(&user.display().to_string()), "{}", out(&o));
+    let o = hal0_in(cwd.path(), home.path(), &["model", "list"]);
+    assert!(
+        err(&o).contains(&format!(
+            "(server.models_dir of {} (the user config",
+            user.display()
+        )),
+        "{}",
+        err(&o)
+    );
 
     // XDG_CONFIG_HOME moves it.
     let xdg = tempfile::tempdir().unwrap();

@@ -14,8 +14,8 @@ use crate::providers::expand_home;
 use crate::pull::{self, Progress};
 
 pub async fn run(args: ModelArgs) -> anyhow::Result<ExitCode> {
-    let config_path = crate::config::resolve_path(args.config.clone());
-    let config = load_config(&config_path);
+    let located = crate::config::locate(args.config.clone());
+    let config = load_config(&located.path);
     let models_dir = args.models_dir.clone().unwrap_or_else(|| {
         let dir = config.as_ref().map_or_else(
             || crate::model::ServerSettings::default().models_dir,
@@ -23,6 +23,21 @@ pub async fn run(args: ModelArgs) -> anyhow::Result<ExitCode> {
         );
         expand_home(&dir)
     });
+    // Say where models_dir came from (on stderr, so `--json` stays clean).
+    if args.models_dir.is_some() {
+        eprintln!("models_dir: {} (from --models-dir)", models_dir.display());
+    } else if config.is_some() {
+        eprintln!(
+            "models_dir: {} (server.models_dir of {located})",
+            models_dir.display()
+        );
+    } else {
+        eprintln!(
+            "models_dir: {} (the default; {} cannot be read or is invalid)",
+            models_dir.display(),
+            located.absolute().display()
+        );
+    }
     match args.command {
         ModelCommand::Pull { model, endpoint } => {
             let endpoint = endpoint.unwrap_or_else(pull::default_endpoint);
