@@ -30,6 +30,14 @@ impl SlotControl for ControlHandle {
     fn request_finished(&self, slot: &SlotName) {
         ControlHandle::request_finished(self, slot);
     }
+
+    fn request_waiting(&self, slot: &SlotName, since: tokio::time::Instant) {
+        ControlHandle::request_waiting(self, slot, since);
+    }
+
+    fn request_done_waiting(&self, slot: &SlotName, since: tokio::time::Instant) {
+        ControlHandle::request_done_waiting(self, slot, since);
+    }
 }
 
 impl SlotAdmin for ControlHandle {
@@ -175,6 +183,7 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         usize::try_from(server.max_body.0).unwrap_or(usize::MAX),
         server.max_queue,
     )
+    .with_max_wait(server.max_wait.as_duration())
     .with_keys(keys);
     tokio::spawn(state.metrics.clone().follow_statuses(published.statuses));
     let router = gateway::router(state)

@@ -318,3 +318,115 @@ async fn sigterm_with_an_open_stream_stops_hal0_and_its_provider() {
     assert!(status.success(), "{status}");
     assert!(!alive(pid));
 }
+
+/// A load that only a request asked for is stopped when that request goes away before the
+/// load finishes: the provider gets SIGTERM while loading and the slot ends `stopped`.
+#[tokio::test]
+async fn a_load_every_waiting_client_abandoned_is_stopped() {
+    let events = tempfile::NamedTempFile::new().unwrap();
+    let ev = events.path().display().to_string();
+    let body = format!(
+        "{}{}",
+        fake_provider(&["--load-delay", "60000", "--events-file", &ev]),
+        fake_slot("primary", "")
+    );
+    let h = Hal0::start("", &body).await;
+    let request = h
+        .http
+        .post(h.url("/v1/chat/completions"))
+        .json(&serde_json::json!({"model": "primary", "messages": [{"role": "user", "content": "hi"}]}))
+        .send();
+    let client = tokio::spawn(request);
+    wait_for("the provider to start", T, || async {
+        (count_lines(events.path(), "start ") == 1).then_some(())
+    })
+    .await;
+    // The client gives up while the slot loads: its connection closes.
+    client.abort();
+    assert!(client.await.is_err_and(|e| e.is_cancelled()));
+    wait_for("the abandoned load to be stopped", T, || async {
+        (count_lines(events.path(), "sigterm") == 1).then_some(())
+    })
+    .await;
+    let st = h.wait_phase("primary", "stopped", T).await;
+    assert_eq!(
+        st["load_failures"], 0,
+        "a cancelled load is not a failure: {st}"
+    );
+    assert_eq!(count_lines(events.path(), "start "), 1);
+}
+
+/// A streaming client (answered at once, kept alive with SSE comments while the slot loads)
+/// that goes away cancels the load too; hal0 notices at the latest on the next keep-alive.
+#[tokio::test]
+async fn an_abandoned_streamed_load_is_stopped() {
+    let events = tempfile::NamedTempFile::new().unwrap();
+    let ev = events.path().display().to_string();
+    let body = format!(
+        "{}{}",
+        fake_provider(&["--load-delay", "60000", "--events-file", &ev]),
+        fake_slot("primary", "")
+    );
+    let h = Hal0::start("", &body).await;
+    // A raw client: it reads the first keep-alive, then closes its socket.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = h.url("").trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let json =
+        r#"{"model": "primary", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        json.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 1024];
+    while !seen.contains("waiting for slot primary") {
+        let n = tokio::time::timeout(T, tcp.read(&mut buf))
+            .await
+            .expect("a keep-alive while the slot loads")
+            .unwrap();
+        assert!(n > 0, "closed early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    // The provider runs (its SIGTERM handler is installed) before the client leaves.
+    wait_for("the provider to start", T, || async {
+        (count_lines(events.path(), "start ") == 1).then_some(())
+    })
+    .await;
+    drop(tcp);
+    wait_for(
+        "the abandoned streamed load to be stopped",
+        Duration::from_secs(40),
+        || async { (count_lines(events.path(), "sigterm") == 1).then_some(()) },
+    )
+    .await;
+    h.wait_phase("primary", "stopped", T).await;
+}
+
+/// An explicit load (API) is kept although no request waits for it.
+#[tokio::test]
+async fn an_explicit_load_nobody_waits_for_is_not_cancelled() {
+    let events = tempfile::NamedTempFile::new().unwrap();
+    let ev = events.path().display().to_string();
+    let body = format!(
+        "{}{}",
+        fake_provider(&["--load-delay", "1500", "--events-file", &ev]),
+        fake_slot("primary", "")
+    );
+    let h = Hal0::start("", &body).await;
+    let r = h
+        .http
+        .post(h.url("/api/slots/primary/load"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    h.wait_phase("primary", "ready", T).await;
+    assert_eq!(
+        count_lines(events.path(), "sigterm"),
+        0,
+        "the load ran to the end"
+    );
+}

@@ -16,7 +16,7 @@ use crate::model::{
 pub(crate) const TOP_KEYS: [&str; 3] = ["server", "providers", "slots"];
 
 /// The keys allowed in `[server]`; one per `ServerSettings` field.
-pub(crate) const SERVER_KEYS: [&str; 15] = [
+pub(crate) const SERVER_KEYS: [&str; 16] = [
     "listen",
     "port_range",
     "models_dir",
@@ -28,6 +28,7 @@ pub(crate) const SERVER_KEYS: [&str; 15] = [
     "stop_grace",
     "unload_idle",
     "max_queue",
+    "max_wait",
     "max_body",
     "pull_on_load",
     "hf_endpoint",
@@ -108,6 +109,7 @@ fn server(sink: &mut Sink<'_>, t: &Table<'_, '_>, doc: &mut Document) {
                 &mut s.max_queue,
                 f.integer_in(sink, 1, 100_000).map(|n| n as u32),
             ),
+            "max_wait" => set(&mut s.max_wait, f.duration(sink)),
             "max_body" => set(&mut s.max_body, f.byte_size(sink)),
             "pull_on_load" => set(&mut s.pull_on_load, f.bool(sink)),
             "hf_endpoint" => s.hf_endpoint = f.non_empty_string(sink),

@@ -58,6 +58,7 @@ pub struct ServerView {
     pub stop_grace: HumanDuration,
     pub unload_idle: bool,
     pub max_queue: u32,
+    pub max_wait: HumanDuration,
     pub max_body: String,
     pub pull_on_load: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +106,9 @@ pub struct SlotView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,
     pub idle_timeout: HumanDuration,
+    /// Local slots only: how long a loaded slot serves before a waiting slot may swap it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_residency: Option<HumanDuration>,
     pub priority: u8,
     pub autoload: bool,
     pub pinned: bool,
@@ -154,6 +158,7 @@ pub fn merged_view(state: &DesiredState) -> MergedView {
             stop_grace: s.stop_grace,
             unload_idle: s.unload_idle,
             max_queue: s.max_queue,
+            max_wait: s.max_wait,
             max_body: s.max_body.to_string(),
             pull_on_load: s.pull_on_load,
             hf_endpoint: s.hf_endpoint.clone(),
@@ -203,6 +208,7 @@ fn slot_view(spec: &SlotSpec, builtin: Option<Role>) -> SlotView {
         model: spec.model.clone(),
         model_id: spec.model_id(),
         idle_timeout: spec.effective_idle_timeout(),
+        min_residency: local.then(|| spec.effective_min_residency()),
         priority: spec.effective_priority(),
         autoload: spec.autoload,
         pinned: spec.pinned,

@@ -9,7 +9,7 @@ use super::spans::{At, Field, KeySpans, Node, Table, join, type_name};
 use crate::model::{BUILTIN_SLOTS, Device, ProviderKind, Role, SlotName, SlotSpec, UpstreamAuth};
 
 /// The keys allowed in a slot table; one per `SlotSpec` field.
-pub(crate) const SLOT_KEYS: [&str; 17] = [
+pub(crate) const SLOT_KEYS: [&str; 18] = [
     "provider",
     "model",
     "role",
@@ -22,6 +22,7 @@ pub(crate) const SLOT_KEYS: [&str; 17] = [
     "autoload",
     "priority",
     "pinned",
+    "min_residency",
     "memory",
     "upstream",
     "api_key_env",
@@ -133,6 +134,7 @@ pub(crate) fn read(
             "model" => spec.model = f.non_empty_string(sink),
             "role" => spec.role = role(sink, &f),
             "idle_timeout" => spec.idle_timeout = f.duration(sink),
+            "min_residency" => spec.min_residency = f.duration(sink),
             "device" => spec.device = device(sink, &f),
             "args" => spec.args = args(sink, &f).unwrap_or_default(),
             "env" => spec.env = f.string_map(sink).unwrap_or_default(),

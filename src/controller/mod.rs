@@ -54,6 +54,16 @@ impl ControlHandle {
         self.activity.finished(slot);
     }
 
+    /// A request started waiting for the slot to serve.
+    pub fn request_waiting(&self, slot: &SlotName, since: Instant) {
+        self.activity.waiting(slot, since);
+    }
+
+    /// That request stopped waiting.
+    pub fn request_done_waiting(&self, slot: &SlotName, since: Instant) {
+        self.activity.done_waiting(slot, since);
+    }
+
     /// The slot's captured provider output.
     pub fn logs(&self, slot: &SlotName) -> Option<LogBuffer> {
         self.logs.borrow().get(slot).cloned()
@@ -242,6 +252,12 @@ impl Controller {
         for (slot, a) in self.activity.snapshot() {
             if let Some(obs) = self.observed.get_mut(&slot) {
                 obs.in_flight = a.in_flight;
+                obs.waiting = u32::try_from(a.waiting.len()).unwrap_or(u32::MAX);
+                obs.waiting_since = a
+                    .waiting
+                    .iter()
+                    .min()
+                    .map(|t| t.saturating_duration_since(self.epoch));
                 let last = a.last.saturating_duration_since(self.epoch);
                 obs.last_activity = Some(obs.last_activity.map_or(last, |l| l.max(last)));
                 obs.last_request = Some(obs.last_request.map_or(last, |l| l.max(last)));
@@ -250,18 +266,28 @@ impl Controller {
     }
 
     fn reconcile(&mut self) {
-        self.sync_activity();
         // Acting changes what is observed (a stop frees memory for a start in the same round,
         // idle may lead to an unload); a few rounds settle it.
         for _ in 0..4 {
+            self.sync_activity();
             let now = self.now();
             let plan = core::plan(&self.desired, &self.observed, &self.ports, now);
             self.wake_at = plan.wake_at;
             if plan.actions.is_empty() {
                 break;
             }
+            let drains = plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Drain { .. }));
             for action in plan.actions {
                 self.act(action, now);
+            }
+            if drains {
+                // A drained slot may only be swapped out once the gateway has seen the drain:
+                // a request that started before it is then counted in flight by the next
+                // round's activity snapshot, and one that starts after it waits.
+                self.publish();
             }
         }
         for (name, obs) in &self.observed {
@@ -282,7 +308,7 @@ impl Controller {
         self.activity.watch_only(|slot| {
             observed
                 .get(slot)
-                .is_none_or(|o| o.phase != Phase::Ready || o.in_flight > 0)
+                .is_none_or(|o| o.phase != Phase::Ready || o.in_flight > 0 || o.draining.is_some())
         });
         self.logged_phases = self
             .observed
@@ -313,6 +339,15 @@ impl Controller {
                 self.runtime.stop(&slot, generation);
             }
             Action::Refuse { message, .. } => tracing::warn!(slot = %slot, "{message}"),
+            Action::Drain { for_slot, .. } => {
+                tracing::info!(slot = %slot, "draining: its turn ends for slot {for_slot}")
+            }
+            Action::Undrain { .. } => {
+                tracing::info!(slot = %slot, "serving again: no drain needed")
+            }
+            Action::Abandon { .. } => {
+                tracing::info!(slot = %slot, "no request waits for it any more; not loading it")
+            }
             Action::MarkIdle { .. } | Action::MarkReady { .. } | Action::Forget { .. } => {}
         }
     }

@@ -1,5 +1,7 @@
-//! Memory admission: before a load, the estimate must fit `memory_budget`; idle slots are
-//! evicted by (priority, least recently used) to make room, pinned slots never.
+//! Memory admission: before a load, the estimate must fit `memory_budget`. Idle slots are
+//! evicted by (priority, least recently used) to make room, pinned slots never. A slot with
+//! requests waiting for it also takes its turn: a ready slot that has had its `min_residency`
+//! (or any, once the waiting requests are urgent) is drained and swapped out.
 
 use crate::model::{ByteSize, Phase, SlotName};
 
@@ -15,6 +17,35 @@ pub struct Holder {
     pub pinned: bool,
     pub in_flight: u32,
     pub last_activity: Option<Time>,
+    /// Requests waiting for this slot; a ready slot serves them before it is swapped out.
+    pub waiting: u32,
+    /// Being drained for another slot's turn (new requests wait; published to the gateway).
+    pub draining: bool,
+    /// It has served for its `min_residency`.
+    pub resident_enough: bool,
+}
+
+/// Whether the slot asking for memory has requests waiting for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demand {
+    /// No request waits (autoload, an explicit load): only idle slots make room, else refuse.
+    None,
+    /// Requests wait for it: it takes its turn. `urgent`: the oldest has waited `max_wait`,
+    /// which overrides the residency of the slots in the way.
+    Waiting { urgent: bool },
+}
+
+/// What happens to one slot in the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Make {
+    /// Idle with nothing in flight: stop it now.
+    StopIdle,
+    /// Drained and nothing in flight any more: swap it out now.
+    SwapOut,
+    /// Ready: stop sending it requests first (it is swapped out once those in flight end).
+    Drain,
+    /// Already draining, requests still in flight: wait for them.
+    AwaitDrain,
 }
 
 /// The admission decision for one load.
@@ -22,17 +53,31 @@ pub struct Holder {
 pub enum Admission {
     /// Load now.
     Fits,
-    /// Stop these slots first, then load.
-    Evict(Vec<SlotName>),
-    /// Enough memory is already being freed by unloading slots; load once they are stopped.
+    /// Make room first (stop, drain), then load.
+    Evict(Vec<(SlotName, Make)>),
+    /// Not now: memory is already being freed, or the slots in the way have not served their
+    /// turn yet. Look again later.
     Wait,
     /// It cannot fit; the message says how much was needed and what holds memory.
     Refuse(String),
 }
 
+impl Admission {
+    /// Admission with only idle evictions: `Evict` of `StopIdle`s.
+    pub fn evict_idle(names: Vec<SlotName>) -> Self {
+        Admission::Evict(names.into_iter().map(|n| (n, Make::StopIdle)).collect())
+    }
+}
+
 /// Decides whether `need` bytes for `slot` fit next to `holders` (every other slot holding
 /// memory, including loads already planned) within `budget`.
-pub fn admit(slot: &SlotName, need: u64, budget: Option<u64>, holders: &[Holder]) -> Admission {
+pub fn admit(
+    slot: &SlotName,
+    need: u64,
+    budget: Option<u64>,
+    holders: &[Holder],
+    demand: Demand,
+) -> Admission {
     let Some(budget) = budget else {
         return Admission::Fits;
     };
@@ -52,21 +97,50 @@ pub fn admit(slot: &SlotName, need: u64, budget: Option<u64>, holders: &[Holder]
         .filter(|h| h.phase == Phase::Unloading)
         .map(|h| h.memory)
         .sum();
-    let mut candidates: Vec<&Holder> = holders.iter().filter(|h| is_evictable(h)).collect();
-    candidates.sort_by(|a, b| {
-        (a.priority, a.last_activity, &a.name).cmp(&(b.priority, b.last_activity, &b.name))
+    let mut candidates: Vec<(&Holder, Make)> = holders
+        .iter()
+        .filter_map(|h| make_room(h, demand).map(|m| (h, m)))
+        .collect();
+    // Slots already draining first (the turn was promised to them), then by priority, idle
+    // before ready, least recently used.
+    candidates.sort_by(|(a, _), (b, _)| {
+        (
+            !a.draining,
+            a.priority,
+            a.phase != Phase::Idle,
+            a.last_activity,
+            &a.name,
+        )
+            .cmp(&(
+                !b.draining,
+                b.priority,
+                b.phase != Phase::Idle,
+                b.last_activity,
+                &b.name,
+            ))
     });
     let mut after = held.saturating_sub(freeing);
     let mut evict = Vec::new();
-    for c in candidates {
+    for (c, make) in candidates {
         if after.saturating_add(need) <= budget {
             break;
         }
         after = after.saturating_sub(c.memory);
-        evict.push(c.name.clone());
+        evict.push((c.name.clone(), make));
     }
     if after.saturating_add(need) > budget {
-        return Admission::Refuse(refusal(slot, need, budget, held, holders));
+        if let Demand::Waiting { .. } = demand {
+            // Only pinned slots never leave; while they leave room, the turn will come.
+            let pinned: u64 = holders
+                .iter()
+                .filter(|h| h.pinned && h.phase != Phase::Unloading)
+                .map(|h| h.memory)
+                .sum();
+            if pinned.saturating_add(need) <= budget {
+                return Admission::Wait;
+            }
+        }
+        return Admission::Refuse(refusal(slot, need, budget, held, holders, demand));
     }
     if evict.is_empty() {
         Admission::Wait
@@ -75,12 +149,40 @@ pub fn admit(slot: &SlotName, need: u64, budget: Option<u64>, holders: &[Holder]
     }
 }
 
-/// Idle, unpinned, nothing in flight.
-fn is_evictable(h: &Holder) -> bool {
-    h.phase == Phase::Idle && !h.pinned && h.in_flight == 0
+/// How `h` can make room for a slot with `demand`, if it can now. Idle, unpinned slots with
+/// nothing in flight always can. For waiting requests, a ready, unpinned slot that has served
+/// its own waiting requests and its `min_residency` (or any, when urgent) is drained, then
+/// swapped out.
+pub fn make_room(h: &Holder, demand: Demand) -> Option<Make> {
+    if h.pinned || h.phase == Phase::Unloading {
+        return None;
+    }
+    let quiet = h.in_flight == 0 && h.waiting == 0;
+    if h.phase == Phase::Idle && quiet && !h.draining {
+        return Some(Make::StopIdle);
+    }
+    let Demand::Waiting { urgent } = demand else {
+        return None;
+    };
+    if !h.phase.is_serving() {
+        return None;
+    }
+    match (h.draining, h.in_flight) {
+        (true, 0) => Some(Make::SwapOut),
+        (true, _) => Some(Make::AwaitDrain),
+        (false, _) if h.waiting == 0 && (h.resident_enough || urgent) => Some(Make::Drain),
+        _ => None,
+    }
 }
 
-fn refusal(slot: &SlotName, need: u64, budget: u64, held: u64, holders: &[Holder]) -> String {
+fn refusal(
+    slot: &SlotName,
+    need: u64,
+    budget: u64,
+    held: u64,
+    holders: &[Holder],
+    demand: Demand,
+) -> String {
     let mut list: Vec<&Holder> = holders.iter().filter(|h| h.memory > 0).collect();
     list.sort_by(|a, b| b.memory.cmp(&a.memory).then(a.name.cmp(&b.name)));
     let described: Vec<String> = list
@@ -96,8 +198,12 @@ fn refusal(slot: &SlotName, need: u64, budget: u64, held: u64, holders: &[Holder
             format!("{} {} ({})", h.name, ByteSize(h.memory), why.join(", "))
         })
         .collect();
+    let why = match demand {
+        Demand::None => "no idle, unpinned slot can be evicted to make room",
+        Demand::Waiting { .. } => "pinned slots hold the rest, and they are never swapped out",
+    };
     format!(
-        "cannot load slot {slot}: it needs {} but only {} of the {} memory_budget is free and no idle, unpinned slot can be evicted to make room; memory is held by: {}",
+        "cannot load slot {slot}: it needs {} but only {} of the {} memory_budget is free and {why}; memory is held by: {}",
         ByteSize(need),
         ByteSize(budget.saturating_sub(held)),
         ByteSize(budget),
@@ -129,6 +235,9 @@ mod tests {
             pinned: false,
             in_flight: 0,
             last_activity: Some(Duration::from_secs(last)),
+            waiting: 0,
+            draining: false,
+            resident_enough: true,
         }
     }
 
@@ -169,7 +278,7 @@ mod tests {
                     holder("hi", Phase::Idle, 4, 90, 1),
                     holder("lo", Phase::Idle, 4, 10, 5),
                 ],
-                want: Admission::Evict(vec![n("lo")]),
+                want: Admission::evict_idle(vec![n("lo")]),
             },
             Case {
                 name: "same priority: least recently used goes first",
@@ -179,7 +288,7 @@ mod tests {
                     holder("new", Phase::Idle, 4, 50, 9),
                     holder("old", Phase::Idle, 4, 50, 2),
                 ],
-                want: Admission::Evict(vec![n("old")]),
+                want: Admission::evict_idle(vec![n("old")]),
             },
             Case {
                 name: "several evictions when one is not enough",
@@ -189,7 +298,7 @@ mod tests {
                     holder("a", Phase::Idle, 3, 50, 1),
                     holder("b", Phase::Idle, 3, 50, 2),
                 ],
-                want: Admission::Evict(vec![n("a"), n("b")]),
+                want: Admission::evict_idle(vec![n("a"), n("b")]),
             },
             Case {
                 name: "ready slots are not evicted",
@@ -228,7 +337,7 @@ mod tests {
             },
         ];
         for c in cases {
-            let got = admit(&n("new-slot"), c.need, c.budget, &c.holders);
+            let got = admit(&n("new-slot"), c.need, c.budget, &c.holders, Demand::None);
             match (&c.want, &got) {
                 (Admission::Refuse(_), Admission::Refuse(msg)) => {
                     assert!(
@@ -246,7 +355,8 @@ mod tests {
     fn refusal_says_what_was_needed_and_what_holds_memory() {
         let mut p = holder("big", Phase::Ready, 6, 50, 1);
         p.pinned = true;
-        let Admission::Refuse(msg) = admit(&n("x"), 4 * GIB, Some(8 * GIB), &[p]) else {
+        let Admission::Refuse(msg) = admit(&n("x"), 4 * GIB, Some(8 * GIB), &[p], Demand::None)
+        else {
             panic!("expected a refusal");
         };
         assert!(msg.contains("needs 4GiB"), "{msg}");

@@ -74,6 +74,10 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
             obs.last_activity = Some(now);
             obs.last_load = obs.load_started.map(|t| now.saturating_sub(t));
             obs.last_error = None;
+            obs.ready_since = Some(now);
+            obs.draining = None;
+            // Loaded: it stays until unloaded, idle or swapped out, requests or not.
+            obs.on_demand = false;
         }
         Event::Failed {
             generation,
@@ -82,6 +86,8 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
             Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle => {
                 obs.pid = None;
                 obs.pull = None;
+                obs.ready_since = None;
+                obs.draining = None;
                 obs.load_failures += 1;
                 obs.refused = false;
                 obs.last_error = Some(message);
@@ -99,6 +105,7 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
             Phase::Unloading => {
                 obs.phase = Phase::Stopped;
                 obs.pid = None;
+                obs.draining = None;
             }
             _ => {}
         },
@@ -109,10 +116,16 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
             }
             obs.pid = None;
             obs.idle_since = None;
+            obs.ready_since = None;
+            obs.draining = None;
         }
-        Event::Wake => obs.want_loaded = true,
+        Event::Wake if !obs.want_loaded => {
+            obs.want_loaded = true;
+            obs.on_demand = true;
+        }
         Event::Load => {
             obs.want_loaded = true;
+            obs.on_demand = false;
             match obs.phase {
                 Phase::CrashLoop => {
                     obs.failures.clear();
@@ -123,7 +136,10 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
                 _ => {}
             }
         }
-        Event::Unload => obs.want_loaded = false,
+        Event::Unload => {
+            obs.want_loaded = false;
+            obs.on_demand = false;
+        }
         _ => {}
     }
 }
@@ -149,15 +165,30 @@ pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
             obs.retry_at = None;
             obs.idle_since = None;
             obs.pull = None;
+            obs.ready_since = None;
+            obs.draining = None;
         }
         Action::Stop { reason, .. } => {
             obs.phase = Phase::Unloading;
-            if matches!(reason, StopReason::Evicted { .. }) {
-                obs.evictions += 1;
+            match reason {
+                StopReason::Evicted { .. } => obs.evictions += 1,
+                StopReason::Swapped { .. } => obs.swaps += 1,
+                _ => {}
             }
             if !matches!(reason, StopReason::Removed) {
                 obs.want_loaded = false;
+                obs.on_demand = false;
             }
+            if let Some(r) = obs.ready_since.take() {
+                obs.last_residency = Some(now.saturating_sub(r));
+            }
+            obs.draining = None;
+        }
+        Action::Drain { for_slot, .. } => obs.draining = Some(for_slot.clone()),
+        Action::Undrain { .. } => obs.draining = None,
+        Action::Abandon { .. } => {
+            obs.want_loaded = false;
+            obs.on_demand = false;
         }
         Action::MarkIdle { .. } => {
             obs.phase = Phase::Idle;
@@ -169,6 +200,7 @@ pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
         }
         Action::Refuse { message, .. } => {
             obs.want_loaded = false;
+            obs.on_demand = false;
             obs.load_failures += 1;
             obs.refused = true;
             obs.last_error = Some(message.clone());
@@ -330,6 +362,49 @@ mod tests {
         );
         assert_eq!(o.phase, Phase::Stopped);
         assert_eq!(o.load_failures, 0);
+    }
+
+    #[test]
+    fn a_residency_runs_from_ready_to_the_stop_and_a_swap_is_counted() {
+        let p = RestartPolicy::default();
+        let mut o = loading(1);
+        o.on_demand = true;
+        on_event(&mut o, Event::Ready { generation: 1 }, s(5), &p);
+        assert_eq!(o.ready_since, Some(s(5)));
+        assert!(
+            !o.on_demand,
+            "a loaded slot is no longer an abandonable load"
+        );
+        let drain = Action::Drain {
+            slot: crate::model::SlotName::parse("a").unwrap(),
+            for_slot: crate::model::SlotName::parse("b").unwrap(),
+        };
+        on_action(&mut o, &drain, s(20));
+        assert!(o.draining.is_some());
+        let swap = Action::Stop {
+            slot: crate::model::SlotName::parse("a").unwrap(),
+            reason: StopReason::Swapped {
+                for_slot: crate::model::SlotName::parse("b").unwrap(),
+            },
+        };
+        on_action(&mut o, &swap, s(25));
+        assert_eq!(o.last_residency, Some(s(20)));
+        assert_eq!((o.swaps, o.evictions), (1, 0));
+        assert_eq!(o.draining, None);
+        assert_eq!(o.ready_since, None);
+        assert!(!o.want_loaded);
+    }
+
+    #[test]
+    fn only_a_wake_of_an_unwanted_slot_makes_an_on_demand_load() {
+        let p = RestartPolicy::default();
+        let mut o = ObservedSlot::default();
+        on_event(&mut o, Event::Wake, s(1), &p);
+        assert!(o.want_loaded && o.on_demand);
+        on_event(&mut o, Event::Load, s(2), &p);
+        assert!(o.want_loaded && !o.on_demand, "an explicit load is kept");
+        on_event(&mut o, Event::Wake, s(3), &p);
+        assert!(!o.on_demand);
     }
 
     #[test]

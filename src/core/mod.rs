@@ -4,7 +4,8 @@
 //! - `observed`   ObservedSlot: what the controller knows about a running (or not) slot
 //! - `backoff`    RestartPolicy: exponential restart backoff and the crash-loop breaker
 //! - `ports`      stable port assignment from `server.port_range`
-//! - `admission`  memory admission: what to evict (priority, LRU) or why a load cannot fit
+//! - `admission`  memory admission and turns: what to evict or drain (priority, LRU,
+//!   min_residency, max_wait) or why a load cannot fit
 //! - `lifecycle`  pure transitions of an ObservedSlot on runtime events and requests
 //! - `plan`       plan(desired, observed, now) -> Plan { actions, wake_at }
 //! - `views`      statuses and the routing table, projected from desired + observed
@@ -19,8 +20,10 @@ mod views;
 
 #[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+mod turns_tests;
 
-pub use admission::{Admission, Holder, admit};
+pub use admission::{Admission, Demand, Holder, Make, admit};
 pub use backoff::RestartPolicy;
 pub use lifecycle::{Event, on_action, on_event, on_spec_change};
 pub use observed::ObservedSlot;

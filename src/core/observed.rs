@@ -1,6 +1,6 @@
 //! What the controller knows about one slot, the core's "observed" half of the input.
 
-use crate::model::{LaunchSpec, Phase};
+use crate::model::{LaunchSpec, Phase, SlotName};
 
 use super::Time;
 
@@ -27,6 +27,23 @@ pub struct ObservedSlot {
     pub last_request: Option<Time>,
     /// Requests being served now; such a slot is never unloaded, evicted or restarted.
     pub in_flight: u32,
+    /// Requests waiting for the slot to serve (it is loading, waiting for its turn, or being
+    /// drained); they are not in `in_flight` yet.
+    pub waiting: u32,
+    /// When the oldest of the `waiting` requests arrived.
+    pub waiting_since: Option<Time>,
+    /// Someone wants this slot loaded only because requests asked for it (not an explicit load,
+    /// `autoload` or `pinned`): if they all go away before it serves, the load is abandoned.
+    pub on_demand: bool,
+    /// When the current process became ready: the start of its residency.
+    pub ready_since: Option<Time>,
+    /// The slot is being drained so that this other slot can take its turn: new requests wait,
+    /// and it is swapped out once the ones in flight are done.
+    pub draining: Option<SlotName>,
+    /// How long the last residency lasted (ready until stopped).
+    pub last_residency: Option<Time>,
+    /// Times the slot was swapped out for another slot's turn.
+    pub swaps: u32,
     /// When the slot became idle, to notice activity since.
     pub idle_since: Option<Time>,
     /// When the current load started, to measure load durations.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::model::{DesiredState, Device, LaunchSpec, Phase, ProviderKind, SlotName, SlotSpec};
 
-use super::admission::{Admission, Holder, admit};
+use super::admission::{Admission, Demand, Holder, Make, admit, make_room};
 use super::{ObservedSlot, Time};
 
 /// Why a slot is being stopped.
@@ -19,6 +19,10 @@ pub enum StopReason {
     Evicted { for_slot: SlotName },
     /// Someone asked for an unload.
     Unloaded,
+    /// Its turn is over: requests for another slot that cannot be loaded next to it waited.
+    Swapped { for_slot: SlotName },
+    /// It was loading only for requests, and they all went away.
+    Abandoned,
 }
 
 /// One step for the runtime (or the controller's bookkeeping).
@@ -38,6 +42,13 @@ pub enum Action {
     Refuse { slot: SlotName, message: String },
     /// The slot is gone and stopped: drop what is known about it.
     Forget { slot: SlotName },
+    /// Stop sending the slot new requests (they wait for its next turn) so that it can be
+    /// swapped out for `for_slot` once the requests in flight end.
+    Drain { slot: SlotName, for_slot: SlotName },
+    /// The drain is no longer needed: serve new requests again.
+    Undrain { slot: SlotName },
+    /// Nobody waits for this stopped slot any more: it is no longer wanted.
+    Abandon { slot: SlotName },
 }
 
 impl Action {
@@ -49,7 +60,10 @@ impl Action {
             | Action::MarkIdle { slot }
             | Action::MarkReady { slot }
             | Action::Refuse { slot, .. }
-            | Action::Forget { slot } => slot,
+            | Action::Forget { slot }
+            | Action::Drain { slot, .. }
+            | Action::Undrain { slot }
+            | Action::Abandon { slot } => slot,
         }
     }
 }
@@ -123,7 +137,12 @@ pub fn plan(
                     // Never restart or unload under a request; look again when it ends.
                     continue;
                 }
-                if changed {
+                if matches!(obs.phase, Phase::Pulling | Phase::Loading) && abandoned(spec, obs) {
+                    stops.push(Action::Stop {
+                        slot: name.clone(),
+                        reason: StopReason::Abandoned,
+                    });
+                } else if changed {
                     stops.push(Action::Restart {
                         slot: name.clone(),
                         launch,
@@ -166,7 +185,9 @@ pub fn plan(
             }
             Phase::Unloading => {}
             Phase::Stopped => {
-                if obs.want_loaded {
+                if obs.want_loaded && abandoned(spec, obs) {
+                    marks.push(Action::Abandon { slot: name.clone() });
+                } else if obs.want_loaded {
                     wanted.push((name, spec, launch));
                 }
             }
@@ -188,24 +209,55 @@ pub fn plan(
         }
     }
 
-    let starts = admit_all(desired, observed, &mut stops, wanted);
+    let starts = admit_all(
+        desired, observed, now, &mut stops, &mut marks, &mut out, wanted,
+    );
     out.actions.extend(stops);
     out.actions.extend(marks);
     out.actions.extend(starts);
     out
 }
 
-/// Runs memory admission and the one-NPU-slot rule over the wanted loads, highest priority
-/// first. Evictions are appended to `stops`; returns the starts and refusals.
+/// A load that only requests asked for, and none waits any more.
+fn abandoned(spec: &SlotSpec, obs: &ObservedSlot) -> bool {
+    obs.on_demand && obs.waiting == 0 && obs.in_flight == 0 && !spec.autoload && !spec.pinned
+}
+
+/// Whether the slot has served its `min_residency` at `now`.
+fn resident_enough(spec: Option<&SlotSpec>, obs: &ObservedSlot, now: Time) -> bool {
+    let min = spec.map_or(Time::ZERO, |s| s.effective_min_residency().as_duration());
+    obs.ready_since.is_none_or(|r| now >= r + min)
+}
+
+/// Runs memory admission and the one-NPU-slot rule over the wanted loads: urgent ones first
+/// (requests waited `max_wait`), then by priority, then the longest waiting. Evictions are
+/// appended to `stops`, drains to `marks`; returns the starts and refusals.
 fn admit_all(
     desired: &DesiredState,
     observed: &BTreeMap<SlotName, ObservedSlot>,
+    now: Time,
     stops: &mut Vec<Action>,
+    marks: &mut Vec<Action>,
+    out: &mut Plan,
     mut wanted: Vec<(&SlotName, &SlotSpec, LaunchSpec)>,
 ) -> Vec<Action> {
+    let max_wait = desired.server.max_wait.as_duration();
+    let demand_of = |name: &SlotName| -> Demand {
+        match observed.get(name) {
+            Some(o) if o.waiting > 0 => Demand::Waiting {
+                urgent: o.waiting_since.is_some_and(|w| now >= w + max_wait),
+            },
+            _ => Demand::None,
+        }
+    };
+    let urgent = |name: &SlotName| demand_of(name) == Demand::Waiting { urgent: true };
+    let since = |name: &SlotName| observed.get(name).and_then(|o| o.waiting_since);
     wanted.sort_by(|a, b| {
-        b.1.effective_priority()
-            .cmp(&a.1.effective_priority())
+        urgent(b.0)
+            .cmp(&urgent(a.0))
+            .then(b.1.effective_priority().cmp(&a.1.effective_priority()))
+            .then(since(a.0).is_none().cmp(&since(b.0).is_none()))
+            .then(since(a.0).cmp(&since(b.0)))
             .then(a.0.cmp(b.0))
     });
     let budget = desired.server.memory_budget.map(|b| b.0);
@@ -225,6 +277,9 @@ fn admit_all(
                 pinned: spec.is_some_and(|s| s.pinned),
                 in_flight: o.in_flight,
                 last_activity: o.last_activity,
+                waiting: o.waiting,
+                draining: o.draining.is_some(),
+                resident_enough: resident_enough(spec, o, now),
             };
             let device = o.launch.as_ref().map_or(Device::Cpu, |l| l.device);
             let provider = o
@@ -236,14 +291,17 @@ fn admit_all(
         .collect();
 
     let mut starts = Vec::new();
-    for (name, _spec, launch) in wanted {
+    // Slots that stay drained for a turn this plan; other drained slots serve again.
+    let mut keep_draining: Vec<SlotName> = Vec::new();
+    for (name, spec, launch) in wanted {
         let obs = observed.get(name);
         let need = obs.map_or(0, |o| o.memory_estimate);
-        let npu = npu_admission(name, &launch, &holders);
+        let demand = demand_of(name);
+        let npu = npu_admission(name, &launch, &holders, demand);
         let decision = match npu {
             Admission::Fits => {
                 let others: Vec<Holder> = holders.iter().map(|(h, _, _)| h.clone()).collect();
-                admit(name, need, budget, &others)
+                admit(name, need, budget, &others, demand)
             }
             other => other,
         };
@@ -254,10 +312,13 @@ fn admit_all(
                         name: name.clone(),
                         phase: Phase::Loading,
                         memory: need,
-                        priority: 100,
-                        pinned: true,
+                        priority: spec.effective_priority(),
+                        pinned: spec.pinned,
                         in_flight: 0,
                         last_activity: None,
+                        waiting: 0,
+                        draining: false,
+                        resident_enough: false,
                     },
                     launch.device,
                     launch.provider,
@@ -268,74 +329,122 @@ fn admit_all(
                 });
             }
             Admission::Evict(victims) => {
-                for v in victims {
+                for (v, make) in victims {
                     if let Some((h, _, _)) = holders.iter_mut().find(|(h, _, _)| h.name == v) {
                         h.phase = Phase::Unloading;
                     }
-                    stops.push(Action::Stop {
-                        slot: v,
-                        reason: StopReason::Evicted {
-                            for_slot: name.clone(),
-                        },
-                    });
+                    match make {
+                        Make::StopIdle => stops.push(Action::Stop {
+                            slot: v,
+                            reason: StopReason::Evicted {
+                                for_slot: name.clone(),
+                            },
+                        }),
+                        Make::SwapOut => stops.push(Action::Stop {
+                            slot: v,
+                            reason: StopReason::Swapped {
+                                for_slot: name.clone(),
+                            },
+                        }),
+                        Make::Drain => {
+                            keep_draining.push(v.clone());
+                            marks.push(Action::Drain {
+                                slot: v,
+                                for_slot: name.clone(),
+                            });
+                        }
+                        Make::AwaitDrain => keep_draining.push(v),
+                    }
                 }
             }
-            Admission::Wait => {}
+            Admission::Wait => {
+                if let Demand::Waiting { urgent: false } = demand
+                    && let Some(w) = obs.and_then(|o| o.waiting_since)
+                {
+                    out.wake(w + max_wait);
+                }
+                if let Demand::Waiting { .. } = demand {
+                    // The turn may come when a resident slot has served its min_residency.
+                    for (n, o) in observed {
+                        let spec = desired.slots.get(n);
+                        if o.phase.is_serving()
+                            && !resident_enough(spec, o, now)
+                            && let (Some(r), Some(s)) = (o.ready_since, spec)
+                        {
+                            out.wake(r + s.effective_min_residency().as_duration());
+                        }
+                    }
+                }
+            }
             Admission::Refuse(message) => starts.push(Action::Refuse {
                 slot: name.clone(),
                 message,
             }),
         }
     }
+    for (n, o) in observed {
+        let stopping = stops.iter().any(|a| a.slot() == n);
+        if o.draining.is_some() && !stopping && !keep_draining.contains(n) {
+            marks.push(Action::Undrain { slot: n.clone() });
+        }
+    }
     starts
 }
 
-/// FastFlowLM drives the whole NPU: one loaded NPU slot at a time. Another NPU slot with
-/// nothing in flight and not pinned is swapped out; otherwise the load is refused.
+/// FastFlowLM drives the whole NPU: one loaded NPU slot at a time. Another NPU slot that can
+/// make room (see `make_room`) is swapped out; a pinned one refuses the load; otherwise
+/// requests waiting for the slot wait for its turn, and a load nobody waits for is refused.
 fn npu_admission(
     name: &SlotName,
     launch: &LaunchSpec,
     holders: &[(Holder, Device, ProviderKind)],
+    demand: Demand,
 ) -> Admission {
     if launch.device != Device::Npu {
         return Admission::Fits;
     }
     let others: Vec<&Holder> = holders
         .iter()
-        .filter(|(h, d, _)| *d == Device::Npu && h.name != *name)
+        .filter(|(h, d, _)| *d == Device::Npu && h.name != *name && h.phase != Phase::Unloading)
         .map(|(h, _, _)| h)
         .collect();
     if others.is_empty() {
-        return Admission::Fits;
-    }
-    if others.iter().all(|h| h.phase == Phase::Unloading) {
-        return Admission::Wait;
-    }
-    let blocking: Vec<&&Holder> = others
-        .iter()
-        .filter(|h| {
-            h.phase != Phase::Unloading
-                && (h.pinned || h.in_flight > 0 || h.phase == Phase::Loading)
-        })
-        .collect();
-    if let Some(b) = blocking.first() {
-        let why = if b.pinned {
-            "pinned"
-        } else if b.in_flight > 0 {
-            "serving requests"
-        } else {
-            "loading"
-        };
-        return Admission::Refuse(format!(
-            "cannot load slot {name}: the NPU runs one slot at a time and slot {} holds it ({why})",
-            b.name
-        ));
-    }
-    Admission::Evict(
-        others
+        let unloading = holders
             .iter()
-            .filter(|h| h.phase != Phase::Unloading)
-            .map(|h| h.name.clone())
-            .collect(),
-    )
+            .any(|(h, d, _)| *d == Device::Npu && h.name != *name);
+        return if unloading {
+            Admission::Wait
+        } else {
+            Admission::Fits
+        };
+    }
+    let mut victims = Vec::new();
+    for h in &others {
+        // Without waiting requests, a ready NPU slot with nothing in flight is swapped out too:
+        // the NPU has no memory budget to share.
+        let make = match demand {
+            Demand::None if !h.pinned && h.in_flight == 0 && h.phase.is_serving() => {
+                Some(Make::StopIdle)
+            }
+            _ => make_room(h, demand),
+        };
+        match make {
+            Some(m) => victims.push((h.name.clone(), m)),
+            None if h.pinned || demand == Demand::None => {
+                let why = if h.pinned {
+                    "pinned"
+                } else if h.in_flight > 0 {
+                    "serving requests"
+                } else {
+                    "loading"
+                };
+                return Admission::Refuse(format!(
+                    "cannot load slot {name}: the NPU runs one slot at a time and slot {} holds it ({why})",
+                    h.name
+                ));
+            }
+            None => return Admission::Wait,
+        }
+    }
+    Admission::Evict(victims)
 }

@@ -10,29 +10,29 @@ use crate::model::{
 
 use super::{Action, ObservedSlot, StopReason, Time, plan};
 
-const GIB: u64 = 1 << 30;
+pub(super) const GIB: u64 = 1 << 30;
 
-fn n(s: &str) -> SlotName {
+pub(super) fn n(s: &str) -> SlotName {
     SlotName::parse(s).unwrap()
 }
 
-fn t(secs: u64) -> Time {
+pub(super) fn t(secs: u64) -> Time {
     Duration::from_secs(secs)
 }
 
-fn spec() -> SlotSpec {
+pub(super) fn spec() -> SlotSpec {
     SlotSpec::new(ProviderKind::LlamaCpp, Some("file:/m/a.gguf"))
 }
 
 /// A scenario: desired slots, observed slots, ports, and the time.
-struct World {
-    desired: DesiredState,
-    observed: BTreeMap<SlotName, ObservedSlot>,
-    ports: BTreeMap<SlotName, u16>,
+pub(super) struct World {
+    pub(super) desired: DesiredState,
+    pub(super) observed: BTreeMap<SlotName, ObservedSlot>,
+    pub(super) ports: BTreeMap<SlotName, u16>,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         World {
             desired: DesiredState::default(),
             observed: BTreeMap::new(),
@@ -40,14 +40,14 @@ impl World {
         }
     }
 
-    fn slot(mut self, name: &str, spec: SlotSpec) -> Self {
+    pub(super) fn slot(mut self, name: &str, spec: SlotSpec) -> Self {
         let port = 9000 + self.ports.len() as u16;
         self.ports.insert(n(name), port);
         self.desired.slots.insert(n(name), spec);
         self
     }
 
-    fn launch(&self, name: &str) -> LaunchSpec {
+    pub(super) fn launch(&self, name: &str) -> LaunchSpec {
         let name = n(name);
         LaunchSpec::new(
             &self.desired,
@@ -58,7 +58,12 @@ impl World {
     }
 
     /// Observes the slot in `phase`, running the currently desired launch spec.
-    fn observe(mut self, name: &str, phase: Phase, f: impl FnOnce(&mut ObservedSlot)) -> Self {
+    pub(super) fn observe(
+        mut self,
+        name: &str,
+        phase: Phase,
+        f: impl FnOnce(&mut ObservedSlot),
+    ) -> Self {
         let mut o = ObservedSlot {
             phase,
             want_loaded: true,
@@ -75,12 +80,12 @@ impl World {
         self
     }
 
-    fn plan(&self, now: u64) -> super::Plan {
+    pub(super) fn plan(&self, now: u64) -> super::Plan {
         plan(&self.desired, &self.observed, &self.ports, t(now))
     }
 }
 
-fn start(w: &World, name: &str) -> Action {
+pub(super) fn start(w: &World, name: &str) -> Action {
     Action::Start {
         slot: n(name),
         launch: w.launch(name),
@@ -94,7 +99,7 @@ fn restart(w: &World, name: &str) -> Action {
     }
 }
 
-fn stop(name: &str, reason: StopReason) -> Action {
+pub(super) fn stop(name: &str, reason: StopReason) -> Action {
     Action::Stop {
         slot: n(name),
         reason,
@@ -168,6 +173,9 @@ fn in_place_changes_restart_nothing() {
         ("pinned", |s| s.pinned = true),
         ("autoload", |s| s.autoload = true),
         ("memory", |s| s.memory = Some(ByteSize::gib(2))),
+        ("min_residency", |s| {
+            s.min_residency = Some(HumanDuration::from_secs(1))
+        }),
     ];
     for (what, edit) in in_place {
         let mut w = World::new()
@@ -379,7 +387,7 @@ fn unload_idle_stops_idle_slots_at_once() {
     );
 }
 
-fn mem_world() -> World {
+pub(super) fn mem_world() -> World {
     let mut w = World::new();
     w.desired.server.memory_budget = Some(ByteSize(8 * GIB));
     w

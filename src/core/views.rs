@@ -49,6 +49,13 @@ pub fn statuses(
                 memory_rss: o.memory_rss,
                 memory_peak: o.memory_peak,
                 in_flight: o.in_flight,
+                waiting: o.waiting,
+                waiting_since_unix_ms: o
+                    .waiting_since
+                    .map(|t| epoch_unix_ms + t.as_millis() as u64),
+                draining_for: o.draining.clone(),
+                swaps: o.swaps,
+                last_residency_ms: o.last_residency.map(|d| d.as_millis() as u64),
                 last_request_unix_ms: o.last_request.map(|t| epoch_unix_ms + t.as_millis() as u64),
                 restarts: o.restarts,
                 evictions: o.evictions,

@@ -10,6 +10,17 @@ pub trait SlotControl: Send + Sync + 'static {
     fn request_started(&self, slot: &SlotName);
     /// That request ended (completed, failed or cancelled).
     fn request_finished(&self, slot: &SlotName);
+    /// A request started waiting (at `since`) for this slot to serve. By default it counts as
+    /// a request in flight.
+    fn request_waiting(&self, slot: &SlotName, since: tokio::time::Instant) {
+        let _ = since;
+        self.request_started(slot);
+    }
+    /// That request stopped waiting (it is sent on, failed, or went away).
+    fn request_done_waiting(&self, slot: &SlotName, since: tokio::time::Instant) {
+        let _ = since;
+        self.request_finished(slot);
+    }
 }
 
 /// Marks a request in flight for as long as it lives, response body included.

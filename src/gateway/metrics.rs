@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus (OpenMetrics) text, names prefixed `hal0_`, per-slot series
-//! labelled `slot`. Request metrics are recorded by the handlers; slot state, loads, load
-//! durations, restarts and evictions are derived from the published statuses by
-//! [`Metrics::follow_statuses`].
+//! labelled `slot`. Request metrics (queue wait included) are recorded by the handlers; slot
+//! state, loads, load durations, restarts, evictions, swaps, residencies and waiting requests
+//! are derived from the published statuses by [`Metrics::follow_statuses`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -67,6 +67,9 @@ pub struct Metrics {
     upstream_errors: Family<SlotLabel, Counter>,
     evictions: Family<SlotLabel, Counter>,
     restarts: Family<SlotLabel, Counter>,
+    swaps: Family<SlotLabel, Counter>,
+    residency: Family<SlotLabel, Histogram>,
+    waiting: Family<SlotLabel, Gauge>,
     /// Last statuses seen, to count transitions.
     last: Mutex<BTreeMap<SlotName, SlotStatus>>,
 }
@@ -95,6 +98,11 @@ impl Metrics {
         let upstream_errors = Family::<SlotLabel, Counter>::default();
         let evictions = Family::<SlotLabel, Counter>::default();
         let restarts = Family::<SlotLabel, Counter>::default();
+        let swaps = Family::<SlotLabel, Counter>::default();
+        let residency = Family::<SlotLabel, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
+        let waiting = Family::<SlotLabel, Gauge>::default();
         registry.register(
             "slot_state",
             "1 for the state each slot is in, 0 for the others",
@@ -108,7 +116,7 @@ impl Metrics {
         );
         registry.register(
             "queue_wait_seconds",
-            "Time requests waited for their slot to load",
+            "Time requests waited for their slot to serve (its load, its turn, a drain)",
             queue_wait.clone(),
         );
         registry.register(
@@ -136,8 +144,26 @@ impl Metrics {
             "Restarts after a crash or failed health",
             restarts.clone(),
         );
+        registry.register(
+            "slot_swaps",
+            "Times a ready slot was swapped out for another slot's turn",
+            swaps.clone(),
+        );
+        registry.register(
+            "slot_residency_seconds",
+            "How long a slot stayed loaded, from ready until it was stopped",
+            residency.clone(),
+        );
+        registry.register(
+            "slot_waiting_requests",
+            "Requests waiting for the slot to serve (its load, its turn, a drain)",
+            waiting.clone(),
+        );
         Metrics {
             registry,
+            swaps,
+            residency,
+            waiting,
             state,
             loads,
             load_duration,
@@ -198,6 +224,21 @@ impl Metrics {
             }
             let prev = last.get(name);
             let prev_phase = prev.map(|p| p.phase);
+            self.waiting.get_or_create(&label).set(i64::from(s.waiting));
+            if s.phase == Phase::Unloading
+                && prev_phase.is_some_and(|p| p != Phase::Unloading)
+                && let Some(ms) = s.last_residency_ms
+            {
+                self.residency
+                    .get_or_create(&label)
+                    .observe(ms as f64 / 1000.0);
+            }
+            let prev_swaps = prev.map_or(0, |p| p.swaps);
+            if s.swaps > prev_swaps {
+                self.swaps
+                    .get_or_create(&label)
+                    .inc_by(u64::from(s.swaps - prev_swaps));
+            }
             if s.phase == Phase::Loading && prev_phase != Some(Phase::Loading) {
                 self.loads.get_or_create(&label).inc();
             }
@@ -290,6 +331,11 @@ mod tests {
             pid: None,
             memory_estimate: None,
             in_flight: 0,
+            waiting: 0,
+            waiting_since_unix_ms: None,
+            draining_for: None,
+            swaps: 0,
+            last_residency_ms: None,
             last_request_unix_ms: None,
             restarts: 0,
             evictions: 0,

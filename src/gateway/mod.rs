@@ -51,6 +51,8 @@ pub struct GatewayState {
     pub client: proxy::HttpClient,
     /// How long a request waits for its slot to load.
     pub load_timeout: Duration,
+    /// How long a request waits for its slot's turn before the load (`server.max_wait`).
+    pub max_wait: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Requests that may wait for one slot's load.
@@ -75,6 +77,7 @@ impl GatewayState {
             control,
             client: proxy::client(),
             load_timeout,
+            max_wait: Duration::from_secs(crate::model::DEFAULT_MAX_WAIT_SECS),
             max_body_bytes: 64 << 20,
             max_queue: 64,
             queues: Arc::default(),
@@ -87,6 +90,12 @@ impl GatewayState {
     pub fn with_limits(mut self, max_body_bytes: usize, max_queue: u32) -> Self {
         self.max_body_bytes = max_body_bytes;
         self.max_queue = max_queue;
+        self
+    }
+
+    /// Sets how long a request may wait for its slot's turn (`server.max_wait`).
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
         self
     }
 

@@ -18,10 +18,13 @@ use crate::model::{Resolution, Role, Route, RoutingTable, SlotName};
 #[derive(Debug, Default)]
 pub struct Queues(Mutex<HashMap<SlotName, u32>>);
 
-/// A place in a slot's wait queue, given back on drop.
+/// A place in a slot's wait queue, given back on drop. The controller sees it as a request
+/// waiting for the slot (since `since`), not one in flight.
 pub struct QueueTicket {
     queues: Arc<Queues>,
+    control: Arc<dyn super::SlotControl>,
     slot: SlotName,
+    since: Instant,
 }
 
 impl QueueTicket {
@@ -48,19 +51,27 @@ impl QueueTicket {
             .retry_after(retry));
         }
         *n += 1;
+        drop(q);
+        let since = Instant::now();
+        state.control.request_waiting(slot, since);
         Ok(QueueTicket {
             queues: state.queues.clone(),
+            control: state.control.clone(),
             slot: slot.clone(),
+            since,
         })
     }
 }
 
 impl Drop for QueueTicket {
     fn drop(&mut self) {
-        let mut q = self.queues.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = q.get_mut(&self.slot) {
-            *n = n.saturating_sub(1);
+        {
+            let mut q = self.queues.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = q.get_mut(&self.slot) {
+                *n = n.saturating_sub(1);
+            }
         }
+        self.control.request_done_waiting(&self.slot, self.since);
     }
 }
 
@@ -116,38 +127,30 @@ async fn handle(
     {
         return Err(key.forbidden(&model));
     }
-    let in_flight = InFlight::begin(state.control.clone(), route.slot.clone());
     let streaming = parsed.stream;
     let body = parsed.body_for(body, route.forwarded_model(&model));
-    let serving = state
-        .statuses
-        .borrow()
-        .get(&route.slot)
-        .is_some_and(|s| s.phase.is_serving());
     let upstream = proxy::Upstream {
         method: parts.method,
         path_and_query,
         headers: parts.headers,
         body,
     };
-    if !serving {
+    // Counted in flight BEFORE looking at the status: if the controller drains the slot at
+    // this moment, either it sees this request in flight or this request sees the drain.
+    let in_flight = InFlight::begin(state.control.clone(), route.slot.clone());
+    if !wake::accepts(state, &route.slot) {
+        drop(in_flight);
         let ticket = QueueTicket::join(state, &route.slot)?;
         if streaming {
             // Answer at once and keep the client's connection alive while the slot loads.
-            return Ok(stream::after_load(
-                state.clone(),
-                route,
-                upstream,
-                in_flight,
-                ticket,
-            ));
+            return Ok(stream::after_load(state.clone(), route, upstream, ticket));
         }
         let waited = Instant::now();
-        wake::until_serving(state, &route.slot).await?;
+        let in_flight = wake::admitted(state, &route.slot, ticket).await?;
         state
             .metrics
             .queue_wait(route.slot.as_str(), waited.elapsed());
-        drop(ticket);
+        return send(state, &route, upstream, in_flight, started).await;
     }
     send(state, &route, upstream, in_flight, started).await
 }

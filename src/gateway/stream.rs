@@ -14,7 +14,6 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::control::InFlight;
 use super::routes::QueueTicket;
 use super::{ApiError, GatewayState, proxy, routes, wake};
 use crate::model::Route;
@@ -33,14 +32,13 @@ pub fn after_load(
     state: GatewayState,
     route: Route,
     upstream: proxy::Upstream,
-    in_flight: InFlight,
     ticket: QueueTicket,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(32);
     tokio::spawn(async move {
         let started = Instant::now();
         let slot = route.slot.clone();
-        let wait = wake::until_serving(&state, &slot);
+        let wait = wake::admitted(&state, &slot, ticket);
         tokio::pin!(wait);
         let mut tick = tokio::time::interval(KEEPALIVE_EVERY);
         let loaded = loop {
@@ -55,12 +53,14 @@ pub fn after_load(
                 }
             }
         };
-        drop(ticket);
         state.metrics.queue_wait(slot.as_str(), started.elapsed());
-        if let Err(e) = loaded {
-            let _ = tx.send(Ok(error_event(&e))).await;
-            return;
-        }
+        let in_flight = match loaded {
+            Ok(in_flight) => in_flight,
+            Err(e) => {
+                let _ = tx.send(Ok(error_event(&e))).await;
+                return;
+            }
+        };
         let resp = match routes::send(&state, &route, upstream, in_flight, started).await {
             Ok(r) => r,
             Err(e) => {

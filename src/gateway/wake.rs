@@ -1,10 +1,14 @@
 //! Waiting for a slot to serve. The first request for a stopped slot asks the controller to
 //! load it; every request then waits on the published statuses, so one load serves all
-//! waiting requests (single flight) and a failed load fails all of them at once.
+//! waiting requests (single flight) and a failed load fails all of them at once. A slot that
+//! cannot be loaded next to the ones serving waits for its turn (at most `max_wait`, then the
+//! load): so does a request for a slot being drained for another's turn.
 
 use axum::http::StatusCode;
 use tokio::time::Instant;
 
+use super::control::InFlight;
+use super::routes::QueueTicket;
 use super::{ApiError, GatewayState};
 use crate::model::{Phase, SlotName, SlotStatus};
 
@@ -23,12 +27,42 @@ fn retry_after(status: &SlotStatus) -> u64 {
     }
 }
 
-/// Waits until `slot` serves, waking it if needed.
+/// Whether a new request may be sent to `slot` now.
+pub fn accepts(state: &GatewayState, slot: &SlotName) -> bool {
+    state
+        .statuses
+        .borrow()
+        .get(slot)
+        .is_some_and(SlotStatus::accepts_requests)
+}
+
+/// Waits in the slot's queue (`ticket`) until the slot accepts requests, then counts the
+/// request in flight and gives the place in the queue back.
+pub async fn admitted(
+    state: &GatewayState,
+    slot: &SlotName,
+    ticket: QueueTicket,
+) -> Result<InFlight, ApiError> {
+    loop {
+        until_serving(state, slot).await?;
+        // In flight before the second look, as in `routes::handle`: a drain that started
+        // meanwhile sends the request back to the queue.
+        let in_flight = InFlight::begin(state.control.clone(), slot.clone());
+        if accepts(state, slot) {
+            drop(ticket);
+            return Ok(in_flight);
+        }
+    }
+}
+
+/// Waits until `slot` accepts requests, waking it if needed.
 pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), ApiError> {
     let mut rx = state.statuses.clone();
     // The runtime gives up on a load at load_timeout and says why; wait a little longer so that
-    // verdict, not a bare timeout, reaches the client.
-    let mut deadline = Instant::now() + state.load_timeout + VERDICT_GRACE;
+    // verdict, not a bare timeout, reaches the client. Before the load starts the slot may
+    // wait for its turn, at most max_wait.
+    let mut deadline = Instant::now() + state.max_wait + state.load_timeout + VERDICT_GRACE;
+    let mut loading = false;
     let mut failures_at_start = None;
     loop {
         {
@@ -42,10 +76,16 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
                 .code("model_not_found"));
             };
             let first = *failures_at_start.get_or_insert(s.load_failures);
+            if s.accepts_requests() {
+                return Ok(());
+            }
             match s.phase {
-                Phase::Ready | Phase::Idle => return Ok(()),
                 // A download is not part of the load: the clock starts once it is done.
                 Phase::Pulling => deadline = Instant::now() + state.load_timeout + VERDICT_GRACE,
+                Phase::Loading if !loading => {
+                    loading = true;
+                    deadline = Instant::now() + state.load_timeout + VERDICT_GRACE;
+                }
                 Phase::CrashLoop => {
                     let why = s.last_error.as_deref().unwrap_or("it failed repeatedly");
                     return Err(ApiError::new(
@@ -93,8 +133,8 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
                     StatusCode::GATEWAY_TIMEOUT,
                     "server_error",
                     format!(
-                        "slot {slot} did not become ready within load_timeout ({:?})",
-                        state.load_timeout
+                        "slot {slot} did not become ready within max_wait ({:?}) for its turn plus load_timeout ({:?})",
+                        state.max_wait, state.load_timeout
                     ),
                 )
                 .code("slot_load_timeout"));

@@ -20,7 +20,9 @@ pub use duration::{DurationError, HumanDuration};
 pub use launch::LaunchSpec;
 pub use provider::{ProviderKind, Role, UpstreamAuth};
 pub use routing::{Resolution, Route, RoutingTable, Target};
-pub use server::ServerSettings;
+pub use server::{DEFAULT_MAX_WAIT_SECS, ServerSettings};
 pub use slot_name::{BUILTIN_SLOTS, MAX_NAME_LEN, NAME_PATTERN, NameError, SlotName};
-pub use spec::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PRIORITY, SlotSpec, model_id_of};
+pub use spec::{
+    DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MIN_RESIDENCY_SECS, DEFAULT_PRIORITY, SlotSpec, model_id_of,
+};
 pub use status::{Phase, PullProgress, SlotStatus};

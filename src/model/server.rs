@@ -34,6 +34,9 @@ pub struct ServerSettings {
     pub unload_idle: bool,
     /// Requests that may wait for one slot to load; more get a 429.
     pub max_queue: u32,
+    /// The longest a request waits for its slot's turn when slots cannot be loaded together:
+    /// past it, the slot in the way is swapped out even within its `min_residency`.
+    pub max_wait: HumanDuration,
     /// Largest `/v1` request body accepted (larger ones get a 413).
     pub max_body: ByteSize,
     /// Download a slot's missing `hf:` model when it is loaded (state `pulling`).
@@ -45,6 +48,9 @@ pub struct ServerSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
 }
+
+/// Default `server.max_wait`.
+pub const DEFAULT_MAX_WAIT_SECS: u64 = 60;
 
 impl Default for ServerSettings {
     fn default() -> Self {
@@ -60,6 +66,7 @@ impl Default for ServerSettings {
             stop_grace: HumanDuration::from_secs(10),
             unload_idle: false,
             max_queue: 64,
+            max_wait: HumanDuration::from_secs(DEFAULT_MAX_WAIT_SECS),
             pull_on_load: false,
             hf_endpoint: None,
             max_body: ByteSize::mib(64),

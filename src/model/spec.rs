@@ -14,6 +14,9 @@ pub const DEFAULT_PRIORITY: u8 = 50;
 /// Default `idle_timeout` when a slot sets none.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
 
+/// Default `min_residency` when a slot sets none.
+pub const DEFAULT_MIN_RESIDENCY_SECS: u64 = 10;
+
 /// One slot: one provider process serving one model on one port (or one external upstream).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +71,12 @@ pub struct SlotSpec {
     #[serde(default, skip_serializing_if = "is_false")]
     pub pinned: bool,
 
+    /// Once loaded, the slot serves at least this long before a slot whose requests wait for
+    /// its memory (or the NPU) may swap it out, unless they have waited `server.max_wait`.
+    /// `0s` lets every waiting request swap it out at once. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_residency: Option<HumanDuration>,
+
     /// Memory footprint estimate, overriding the one derived from the model file size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<ByteSize>,
@@ -109,6 +118,7 @@ impl SlotSpec {
             autoload: false,
             priority: None,
             pinned: false,
+            min_residency: None,
             memory: None,
             upstream: None,
             api_key_env: None,
@@ -127,6 +137,11 @@ impl SlotSpec {
     pub fn effective_idle_timeout(&self) -> HumanDuration {
         self.idle_timeout
             .unwrap_or(HumanDuration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS))
+    }
+
+    pub fn effective_min_residency(&self) -> HumanDuration {
+        self.min_residency
+            .unwrap_or(HumanDuration::from_secs(DEFAULT_MIN_RESIDENCY_SECS))
     }
 
     pub fn effective_priority(&self) -> u8 {

@@ -44,7 +44,7 @@ impl Phase {
         }
     }
 
-    /// Whether requests can be proxied right now.
+    /// Whether requests can be proxied right now (see also `SlotStatus::accepts_requests`).
     pub fn is_serving(self) -> bool {
         matches!(self, Phase::Ready | Phase::Idle)
     }
@@ -96,6 +96,22 @@ pub struct SlotStatus {
     pub memory_peak: Option<u64>,
     /// Requests being served right now.
     pub in_flight: u32,
+    /// Requests waiting for the slot to serve: while it loads, waits for its turn, or drains.
+    #[serde(default)]
+    pub waiting: u32,
+    /// Milliseconds since the Unix epoch when the oldest waiting request arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since_unix_ms: Option<u64>,
+    /// Set while the slot is drained for this other slot's turn: new requests wait for its next
+    /// turn, and it is swapped out once the requests in flight end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_for: Option<SlotName>,
+    /// Times it was swapped out for another slot's turn since hal0 started.
+    #[serde(default)]
+    pub swaps: u32,
+    /// How long its last residency lasted (ready until stopped), in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_residency_ms: Option<u64>,
     /// Milliseconds since the Unix epoch of the last request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_request_unix_ms: Option<u64>,
@@ -120,4 +136,12 @@ pub struct SlotStatus {
     /// Observed load durations' latest value in milliseconds (for Retry-After estimates).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_load_ms: Option<u64>,
+}
+
+impl SlotStatus {
+    /// Whether a new request may be sent to the slot now: it serves and is not being drained
+    /// for another slot's turn.
+    pub fn accepts_requests(&self) -> bool {
+        self.phase.is_serving() && self.draining_for.is_none()
+    }
 }
