@@ -15,7 +15,7 @@ use crate::model::{ProviderKind, Role};
 pub(crate) const UPSTREAM_ONLY: [&str; 4] = ProviderKind::UPSTREAM_ONLY_FIELDS;
 
 /// Keys that only mean something for slots that run a process.
-pub(crate) const PROCESS_ONLY: [&str; 5] = ProviderKind::PROCESS_ONLY_FIELDS;
+pub(crate) const PROCESS_ONLY: [&str; 6] = ProviderKind::PROCESS_ONLY_FIELDS;
 
 /// Check every cross-field and cross-slot rule.
 pub(crate) fn check(sink: &mut Sink<'_>, doc: &Document) {
