@@ -3,6 +3,8 @@
 //! per test binary, with hal0 installed as a user installs it (`kubectl apply -k deploy/`).
 //! Every test works in a namespace of its own. hal0's processes run as the ServiceAccounts
 //! deploy/ creates, with tokens from the TokenRequest API, so RBAC is enforced for real.
+//! `cluster_bare()` is the same control plane with nothing installed, for a test binary that
+//! installs hal0 its own way (tests/helm_chart.rs: `helm install`).
 //!
 //! Needs HAL0_KUBE_BIN_DIR (scripts/test.sh sets it from scripts/setup-kube.sh); without it
 //! every test here fails and says how to get it.
