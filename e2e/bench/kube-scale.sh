@@ -9,7 +9,8 @@
 #
 # Knobs: SLOTS=1000, AUTOLOAD=true (pods run on kwok nodes; false: Slots at zero),
 #        STEADY=60 (seconds of steady state, with gateway traffic to ACTIVE=100 Slots),
-#        SKIP_BUILD=1 (use the existing target/release binaries), OUT=<dir>.
+#        SKIP_BUILD=1 (use the existing target/release binaries), PROFILE=debug (script check
+#        only: debug binaries, numbers not comparable), OUT=<dir>.
 #
 # Reports (stdout and $OUT/report.json):
 #   - seconds from `kubectl apply` to every Slot Ready (reconciled), and to every Slot Loaded
@@ -38,7 +39,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "cargo build --release (hal0, hal0-testenv, hal0-fake-provider)"
     (cd "$ROOT" && cargo build --release --quiet --bin hal0 --bin hal0-testenv --bin hal0-fake-provider)
 fi
-BIN=$ROOT/target/release
+BIN=$ROOT/target/${PROFILE:-release}
 K() { "$KUBE_BIN_DIR/kubectl" --kubeconfig "$WORK/env/kubeconfig" "$@"; }
 
 pids=()
