@@ -140,17 +140,28 @@ build_kube() {
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
         ld="$ld -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     done
-    (cd "$dir" && quietly kube-build go build -p "$GO_P" -trimpath -ldflags "$ld" -o "$BIN/" "${pkgs[@]}" ./devicemanager)
-    mv -f "$BIN/devicemanager" "$BIN/hal0-devicemanager"
+    (cd "$dir" && quietly kube-build go build -p "$GO_P" -trimpath -ldflags "$ld" -o "$BIN/" "${pkgs[@]}")
+}
+build_harness() {
+    local dir=$SRC/kubernetes
+    (cd "$dir" && quietly harness-build go build -p "$GO_P" -trimpath -o "$BIN/hal0-devicemanager" ./devicemanager)
 }
 harness_sum=$(cat "$REPO"/tests/deviceplugin_kubelet/devicemanager/* 2>/dev/null | sha256sum | cut -c1-16)
-key="kubernetes $KUBE_VERSION staging $STAGING_VERSION harness $harness_sum"
-if stamp_ok kube-apiserver "$key" && stamp_ok hal0-devicemanager "$key"; then
+key="kubernetes $KUBE_VERSION staging $STAGING_VERSION"
+hkey="$key harness $harness_sum"
+if stamp_ok kube-apiserver "$key" && stamp_ok hal0-devicemanager "$hkey"; then
     log "kubernetes $KUBE_VERSION: cached"
 else
+    # The module is resolved again when the harness changed (its imports may have).
     timed "resolving k8s.io/kubernetes $KUBE_VERSION" kube_module
-    timed "building ${KUBE_CMDS[*]} hal0-devicemanager (cold: ~20-30 min)" build_kube
-    for c in "${KUBE_CMDS[@]}" hal0-devicemanager; do stamp "$c" "$key"; done
+    if stamp_ok kube-apiserver "$key"; then
+        log "kubernetes $KUBE_VERSION binaries: cached"
+    else
+        timed "building ${KUBE_CMDS[*]} (cold: ~10-20 min)" build_kube
+        for c in "${KUBE_CMDS[@]}"; do stamp "$c" "$key"; done
+    fi
+    timed "building hal0-devicemanager (the kubelet's device manager harness)" build_harness
+    stamp hal0-devicemanager "$hkey"
 fi
 
 # -------------------------------------------------------------- kwok, helm
