@@ -16,6 +16,7 @@
 #                           kubectl, kwok, helm (scripts/setup-kube.sh builds them from the
 #                           Go module proxy: ~15 min cold on 2 cores, cached after), and
 #                           hal0-devicemanager (the kubelet's device manager harness)
+#        HAL0_SCHEMATHESIS  schemathesis (PyPI), run against /api/openapi.json
 #      and Debian's systemd package (systemd-analyze) for tests/service_units.rs;
 #   3. cargo clippy --all-targets -- -D warnings
 #   4. cargo fmt --check
@@ -49,6 +50,10 @@ step "installing the openai Python client (scripts/setup-openai-client.sh)"
 vars=$(scripts/setup-openai-client.sh)
 eval "$vars"
 export HAL0_OPENAI_PYTHON=$OPENAI_PYTHON
+step "installing schemathesis and curl (scripts/setup-schemathesis.sh)"
+vars=$(scripts/setup-schemathesis.sh)
+eval "$vars"
+export HAL0_SCHEMATHESIS=$SCHEMATHESIS
 
 step "installing the grpcio client for the device plugin test (scripts/setup-grpc-client.sh)"
 vars=$(scripts/setup-grpc-client.sh)

@@ -82,9 +82,6 @@ fn follow_keys(mut desired: watch::Receiver<Arc<DesiredState>>) -> watch::Receiv
     rx
 }
 
-/// How long open requests may drain after SIGTERM before hal0 stops anyway.
-const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Where pid files go: `server.state_dir`, else `$XDG_RUNTIME_DIR/hal0`, else
 /// `~/.local/state/hal0`.
 fn state_dir(server: &ServerSettings) -> PathBuf {
@@ -137,7 +134,12 @@ async fn until_true(mut rx: watch::Receiver<bool>) {
 
 /// Runs hal0 on `config` until `shutdown` becomes true.
 pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let removed = crate::config::replace::remove_leftovers(config);
+    if removed > 0 {
+        tracing::info!("removed {removed} temp file(s) left next to the config by an earlier run");
+    }
     let (source, desired_rx, reports) = FileSource::open(config)?;
+    let publisher = source.publisher();
     let server = desired_rx.borrow().server.clone();
 
     let state_dir = state_dir(&server);
@@ -161,18 +163,23 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     tracing::info!("gateway listening on http://{}", listener.local_addr()?);
 
     let source_task = tokio::spawn(source.run(until_true(shutdown.clone())));
-    let controller_task = tokio::spawn(controller.run(until_true(shutdown.clone())));
+    // The slots stop only once the gateway has drained: requests in flight finish first.
+    let (stop_slots, slots_stop) = watch::channel(false);
+    let controller_task = tokio::spawn(controller.run(until_true(slots_stop)));
     let control: Arc<dyn SlotControl> = Arc::new(published.handle.clone());
     let api = ApiState {
         statuses: published.statuses.clone(),
         desired: desired_for_api,
         reports,
         store: Arc::new(ConfigStore::new(config)),
+        publisher,
+        applied: published.applied.clone(),
         admin: Arc::new(published.handle.clone()),
         listen: listener.local_addr()?,
         shutdown: shutdown.clone(),
         pulls: api::pulls::Pulls::default(),
     };
+    let (cut_tx, cut_rx) = watch::channel(false);
     let state = GatewayState::new(
         published.routes,
         published.statuses.clone(),
@@ -184,24 +191,33 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
         server.max_queue,
     )
     .with_max_wait(server.max_wait.as_duration())
-    .with_keys(keys);
+    .with_keys(keys)
+    .with_cut(cut_rx);
     tokio::spawn(state.metrics.clone().follow_statuses(published.statuses));
     let router = gateway::router(state)
         .merge(api::router(api))
         .merge(dashboard::router());
-    // Draining stops accepting at once and lets requests in flight finish, but a stream that
-    // never ends must not keep hal0 (and its slots) up forever.
-    let drain_limit = async {
-        until_true(shutdown.clone()).await;
-        tokio::time::sleep(DRAIN_LIMIT).await;
-        tracing::warn!("requests still open after {DRAIN_LIMIT:?}; closing them");
+    let limits = gateway::listen::Limits {
+        header_timeout: server.header_timeout.as_duration(),
+        body_timeout: server.body_timeout.as_duration(),
+        idle_timeout: server.client_idle_timeout.as_duration(),
+        max_connections: gateway::listen::connection_cap(
+            usize::try_from(server.max_connections).unwrap_or(usize::MAX),
+        ),
+        drain_timeout: server.drain_timeout.as_duration(),
     };
-    let gateway_result = tokio::select! {
-        r = gateway::serve(listener, router, until_true(shutdown.clone())) => r,
-        () = drain_limit => Ok(()),
-    };
+    // On shutdown: stop accepting, drain (bounded), cut what is left; then stop the slots.
+    let gateway_result = gateway::listen::serve(
+        listener,
+        router,
+        until_true(shutdown.clone()),
+        limits,
+        cut_tx,
+    )
+    .await;
+    let _ = stop_slots.send(true);
 
-    // The gateway has stopped accepting; stop the slots and wait for them.
+    // Wait for the slots to stop.
     let _ = controller_task.await;
     let _ = source_task.await;
     gateway_result.context("gateway failed")?;

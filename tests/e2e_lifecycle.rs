@@ -127,6 +127,28 @@ async fn a_killed_provider_is_restarted_with_backoff() {
 }
 
 #[tokio::test]
+async fn a_request_during_crash_backoff_is_told_when_to_retry() {
+    let body = format!(
+        "{}{}",
+        fake_provider(&["--exit-on-start", "3"]),
+        fake_slot("primary", "autoload = true")
+    );
+    let h = Hal0::start("", &body).await;
+    let failed = h.wait_phase("primary", "failed", T).await;
+    assert!(failed["retry_in_ms"].as_u64().is_some(), "{failed}");
+    let r = h.chat("primary", "hi").await;
+    let status = r.status().as_u16();
+    assert!(status == 502 || status == 503, "{status}");
+    assert!(
+        r.headers().contains_key("retry-after"),
+        "{status} without Retry-After: {:?}",
+        r.headers()
+    );
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["error"]["code"].is_string(), "{v}");
+}
+
+#[tokio::test]
 async fn a_provider_that_keeps_crashing_ends_in_crash_loop_and_answers_503() {
     let body = format!(
         "{}{}",
@@ -160,8 +182,11 @@ async fn a_load_that_fails_fails_every_waiting_request_with_the_reason() {
     );
     let h = Hal0::start("load_timeout = \"2s\"", &body).await;
     let r = h.chat("primary", "hi").await;
-    assert_eq!(r.status(), 502);
+    // A load that outlasts load_timeout is a gateway timeout, as hal0.toml says.
+    assert_eq!(r.status(), 504);
+    assert!(r.headers().contains_key("retry-after"));
     let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "slot_load_timeout", "{v}");
     assert!(
         v["error"]["message"]
             .as_str()

@@ -126,3 +126,84 @@ async fn a_busy_directory_does_not_hold_back_a_reload() {
     wait_idle(&mut rx, "40m").await;
     writer.abort();
 }
+
+fn two_slots() -> String {
+    format!(
+        "{}\n[slots.second]\nprovider = \"llama.cpp\"\nmodel = \"file:/m/b.gguf\"\n",
+        config("10m")
+    )
+}
+
+/// Records the fewest slots any published version had.
+fn track_fewest(mut rx: watch::Receiver<Arc<DesiredState>>) -> Arc<std::sync::atomic::AtomicUsize> {
+    let fewest = Arc::new(std::sync::atomic::AtomicUsize::new(rx.borrow().slots.len()));
+    let f = fewest.clone();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let n = rx.borrow_and_update().slots.len();
+            f.fetch_min(n, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    fewest
+}
+
+#[tokio::test]
+async fn a_file_caught_mid_write_stops_nothing_but_a_deliberate_removal_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hal0.toml");
+    let full = two_slots();
+    std::fs::write(&path, &full).unwrap();
+    let (src, mut rx, _report) = FileSource::open(&path).unwrap();
+    let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(src.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let fewest = track_fewest(rx.clone());
+    // An in-place writer: truncate, pause 300 ms, write half, pause, write the rest (the
+    // same content as before, and then a real change of one slot's idle_timeout).
+    for _ in 0..3 {
+        std::fs::write(&path, "").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(&path, &full[..full.len() / 2]).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(&path, &full).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        fewest.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "a torn read was applied"
+    );
+    // A deliberate removal (rename-save, then the file stays) still applies.
+    replace(&path, &config("10m"));
+    tokio::time::timeout(T, rx.wait_for(|d| d.slots.len() == 1))
+        .await
+        .expect("the removal was applied")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_added_slot_applies_without_waiting_for_the_settle_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hal0.toml");
+    std::fs::write(&path, config("10m")).unwrap();
+    let (src, mut rx, _report) = FileSource::open(&path).unwrap();
+    let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        src.with_poll_interval(Duration::from_secs(3600))
+            .run(async move {
+                let _ = stop_rx.await;
+            }),
+    );
+    let started = std::time::Instant::now();
+    replace(&path, &two_slots());
+    tokio::time::timeout(T, rx.wait_for(|d| d.slots.len() == 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < hal0::source::file::SETTLE,
+        "an addition waited {:?}",
+        started.elapsed()
+    );
+}

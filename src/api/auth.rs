@@ -1,8 +1,9 @@
-//! Who may write. Reads are open (like `/v1/models`); writes (every method but GET/HEAD/OPTIONS)
+//! Who may read and write. Every `/api` request must name one of hal0's own names in `Host`
+//! (no DNS rebinding). Reads are then open (like `/v1/models`); writes (every method but
+//! GET/HEAD/OPTIONS) must carry JSON (or no body), must not come from another web origin, and
 //! need `Authorization: Bearer <token>` when `server.admin_token_env` is set, and when hal0
-//! listens beyond loopback (then an admin token must be configured at all). Writes from another
-//! web origin are refused either way, so a page in the user's browser cannot drive a loopback
-//! hal0 (a POST without a body needs no CORS preflight).
+//! listens beyond loopback (then an admin token must be configured at all). Together these keep
+//! a page in the user's browser from driving a loopback hal0.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -12,6 +13,9 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, ApiState};
 
 pub async fn require_admin(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Err(e) = served_host(&state, req.headers()) {
+        return e.into_response();
+    }
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
@@ -33,6 +37,7 @@ pub async fn require_admin(State(state): State<ApiState>, req: Request, next: Ne
 
 fn check(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     same_origin(headers)?;
+    json_only(headers)?;
     let token_env = state.desired.borrow().server.admin_token_env.clone();
     let beyond_loopback = !state.listen.ip().is_loopback();
     let Some(var) = token_env else {
@@ -81,7 +86,106 @@ fn check(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// A browser names the page's origin on writes; it must be this server's.
+/// A write's body must be JSON (`Content-Type: application/json` or `…+json`); a write without
+/// a body may leave the type out. A web page can send `text/plain`, a form or a typeless blob to
+/// any address without asking first; it cannot send JSON without a CORS preflight, which hal0
+/// never grants.
+fn json_only(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE);
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    let is_json = |v: &HeaderValue| {
+        let essence = v
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
+    };
+    match content_type {
+        Some(v) if is_json(v) => Ok(()),
+        None if !has_body => Ok(()),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "writes take a JSON body: send Content-Type: application/json (this request had {})",
+                other.map_or_else(
+                    || "a body and no Content-Type".to_string(),
+                    |v| format!("{:?}", v.to_str().unwrap_or("a non-text value"))
+                )
+            ),
+        )),
+    }
+}
+
+/// Every `/api` request must name, in `Host`, a name hal0 is served under: an IP address (the
+/// listen address, loopback, or any of the machine's), `localhost` or `*.localhost`, or a name
+/// in `server.allowed_hosts`. A page whose own name was re-pointed at 127.0.0.1 (DNS rebinding)
+/// sends its own name, and is refused.
+fn served_host(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::HOST) else {
+        return Ok(());
+    };
+    let host = value.to_str().ok().map(host_name);
+    let allowed = host.as_deref().is_some_and(|h| {
+        let listen = state.listen.ip().to_string();
+        h == listen || host_allowed(h, &state.desired.borrow().server.allowed_hosts)
+    });
+    if allowed {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "host_not_allowed",
+        format!(
+            "hal0 is not served under the name {:?}; use an IP address or localhost, or add the \
+             name to server.allowed_hosts",
+            host.unwrap_or_default()
+        ),
+    ))
+}
+
+/// The host name of a `Host` header or an origin's authority, lower-case, without the port or
+/// an IPv6 address's brackets.
+fn host_name(authority: &str) -> String {
+    let a = authority.trim();
+    let name = if let Some(rest) = a.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        match a.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => a,
+        }
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether `host` (from [`host_name`]) is an address or a name hal0 accepts.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok()
+        || host == "localhost"
+        || host.ends_with(".localhost")
+    {
+        return true;
+    }
+    allowed.iter().any(|a| match a.strip_prefix("*.") {
+        Some(suffix) => host
+            .strip_suffix(suffix)
+            .is_some_and(|head| head.ends_with('.')),
+        None => a == host,
+    })
+}
+
+/// A browser names the page's origin on writes; it must be the origin the request was sent to
+/// (scheme and the `Host`, which [`served_host`] has checked is one of hal0's names).
 fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
@@ -125,6 +229,7 @@ mod tests {
     use crate::api::{SlotAdmin, router};
     use crate::config::store::ConfigStore;
     use crate::model::SlotName;
+    use crate::source::ConfigPublisher;
 
     struct NoSlots;
 
@@ -137,11 +242,16 @@ mod tests {
     }
 
     fn state(listen: &str) -> ApiState {
+        let path = std::path::Path::new("/nonexistent/hal0.toml");
+        let (publisher, desired, reports) =
+            ConfigPublisher::new(path, String::new(), Default::default());
         ApiState {
             statuses: watch::channel(Arc::default()).1,
-            desired: watch::channel(Arc::default()).1,
-            reports: watch::channel(Arc::default()).1,
-            store: Arc::new(ConfigStore::new("/nonexistent/hal0.toml")),
+            applied: desired.clone(),
+            desired,
+            reports,
+            publisher,
+            store: Arc::new(ConfigStore::new(path)),
             admin: Arc::new(NoSlots),
             listen: listen.parse().unwrap(),
             shutdown: watch::channel(false).1,
@@ -177,6 +287,56 @@ mod tests {
             "on loopback the write is let through"
         );
         assert_eq!(body["error"]["code"], "slot_not_found");
+    }
+
+    #[test]
+    fn only_hal0s_own_names_are_served() {
+        let allowed = vec!["hal0.lan".to_string(), "*.example.org".to_string()];
+        for ok in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "app.localhost:1",
+            "192.168.1.7:8080",
+            "hal0.lan:8080",
+            "hal0.lan.",
+            "a.example.org",
+        ] {
+            assert!(host_allowed(&host_name(ok), &allowed), "{ok}");
+        }
+        for bad in [
+            "rebind.example:8080",
+            "example.org",
+            "evilexample.org",
+            "localhost.evil.com",
+            "hal0.lan.evil.com",
+            "",
+        ] {
+            assert!(!host_allowed(&host_name(bad), &allowed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn writes_take_json_or_no_body() {
+        let with = |pairs: &[(header::HeaderName, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(k.clone(), HeaderValue::from_static(v));
+            }
+            json_only(&h).map_err(|e| (e.status, e.code))
+        };
+        assert!(with(&[]).is_ok());
+        assert!(with(&[(header::CONTENT_LENGTH, "0")]).is_ok());
+        assert!(with(&[(header::CONTENT_TYPE, "application/json; charset=utf-8")]).is_ok());
+        assert!(with(&[(header::CONTENT_TYPE, "application/merge-patch+json")]).is_ok());
+        let refused = Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
+        assert_eq!(with(&[(header::CONTENT_TYPE, "text/plain")]), refused);
+        assert_eq!(
+            with(&[(header::CONTENT_TYPE, "application/x-www-form-urlencoded")]),
+            refused
+        );
+        assert_eq!(with(&[(header::CONTENT_LENGTH, "12")]), refused);
     }
 
     #[test]

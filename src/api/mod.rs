@@ -39,7 +39,7 @@ pub use error::ApiError;
 
 use crate::config::store::ConfigStore;
 use crate::model::{DesiredState, SlotName, SlotStatus};
-use crate::source::ConfigReport;
+use crate::source::{ConfigPublisher, ConfigReport};
 
 /// What the API needs from whoever runs the slots.
 pub trait SlotAdmin: Send + Sync + 'static {
@@ -59,8 +59,13 @@ pub struct ApiState {
     pub desired: watch::Receiver<Arc<DesiredState>>,
     /// The outcome of the file source's last read (rejected edits and their errors).
     pub reports: watch::Receiver<Arc<ConfigReport>>,
-    /// Writes go through the file: the watcher then applies them like any other edit.
+    /// Writes go through the file.
     pub store: Arc<ConfigStore>,
+    /// A written version is published at once (not when the file watcher sees it).
+    pub publisher: Arc<ConfigPublisher>,
+    /// The desired state the controller has taken in: a write answers once it is the one
+    /// published, so reads, loads and `/v1` see the change as soon as the write returns.
+    pub applied: watch::Receiver<Arc<DesiredState>>,
     pub admin: Arc<dyn SlotAdmin>,
     /// The address hal0 is bound to: writes need the admin token beyond loopback.
     pub listen: SocketAddr,
@@ -95,6 +100,7 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             auth::require_admin,
         ))
+        .layer(middleware::map_response(error::json_errors))
         .with_state(state)
 }
 

@@ -65,19 +65,40 @@ pub fn openapi() -> Value {
             .for_serialize()
             .into_generator(),
     );
-    let name = json!({"name": "name", "in": "path", "required": true, "description": "Slot name (^[a-z][a-z0-9_-]*$).", "schema": {"type": "string"}});
+    let name = json!({"name": "name", "in": "path", "required": true, "description": "Slot name.",
+        "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$", "minLength": 1, "maxLength": 50}});
     let if_match = json!({"name": "If-Match", "in": "header", "required": false, "description": "The revision the change is based on (from GET /api/slots); 409 when the file changed since.", "schema": {"type": "string"}});
     let slot_view = s.of::<SlotView>();
     let write_result = s.of::<WriteResult>();
     let slot_write = s.of::<SlotWrite>();
-    let write_errors = |mut responses: Value| {
+    // Every operation: a `Host` hal0 is not served under is refused.
+    let read = |mut responses: Value| {
+        responses["403"] = err("The Host header is not one of hal0's names (host_not_allowed)");
+        responses
+    };
+    // Every write also: the admin token, the body's type, the origin.
+    let write = |mut responses: Value| {
         for (code, text) in [
             ("400", "Bad JSON, a bad slot name or a bad field value"),
             ("401", "The admin token is missing or wrong"),
             (
                 "403",
-                "Writes are not allowed from here (no admin token configured, another origin)",
+                "Not allowed from here: the Host is not one of hal0's names, another web origin, or no admin token configured beyond loopback",
             ),
+            ("413", "The body is larger than the API accepts"),
+            (
+                "415",
+                "The body is not JSON (Content-Type: application/json)",
+            ),
+        ] {
+            responses[code] = err(text);
+        }
+        responses
+    };
+    // Writes that edit the file also.
+    let edit = |responses: Value| {
+        let mut responses = write(responses);
+        for (code, text) in [
             (
                 "409",
                 "The file changed since the given revision (stale_revision), or the slot exists",
@@ -86,6 +107,7 @@ pub fn openapi() -> Value {
                 "422",
                 "The change would make the config invalid (details.diagnostics)",
             ),
+            ("500", "The config file cannot be read or written"),
         ] {
             responses[code] = err(text);
         }
@@ -94,58 +116,59 @@ pub fn openapi() -> Value {
     let paths = json!({
         "/api/slots": {
             "get": {"operationId": "listSlots", "summary": "Every slot with its state, port, pid, provider, model, memory, last request, restarts and last error; the file's revision and config errors",
-                "responses": {"200": ok("The slots", s.of::<SlotList>())}},
-            "post": {"operationId": "createSlot", "summary": "Add a slot: writes a [slots.<name>] table to hal0.toml (validated, atomic, comments kept)",
+                "responses": read(json!({"200": ok("The slots", s.of::<SlotList>())}))},
+            "post": {"operationId": "createSlot", "summary": "Add a slot: writes a [slots.<name>] table to hal0.toml (validated, atomic, comments kept); live when the answer comes",
                 "parameters": [if_match.clone()],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": slot_write.clone(), "example": {"name": "fast", "provider": "llama.cpp", "model": "hf:org/repo/model.gguf", "idle_timeout": "30m", "device": "igpu"}}}},
-                "responses": write_errors(json!({"201": ok("Written; the file watcher applies it", write_result.clone())}))}
+                "responses": edit(json!({"201": ok("Written and applied", write_result.clone())}))}
         },
         "/api/slots/{name}": {
             "parameters": [name.clone()],
             "get": {"operationId": "getSlot", "summary": "One slot",
-                "responses": {"200": ok("The slot", slot_view.clone()), "404": err("No such slot")}},
+                "responses": read(json!({"200": ok("The slot", slot_view.clone()), "400": err("Not a slot name"), "404": err("No such slot")}))},
             "put": {"operationId": "replaceSlot", "summary": "Replace a slot's fields (keys left out are removed; kept keys keep their comments)",
                 "parameters": [if_match.clone()],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": slot_write.clone()}}},
-                "responses": write_errors(json!({"200": ok("Written", write_result.clone()), "404": err("No such slot in the file")}))},
+                "responses": edit(json!({"200": ok("Written and applied", write_result.clone()), "404": err("No such slot in the file")}))},
             "patch": {"operationId": "updateSlot", "summary": "Change some of a slot's fields (null removes a key)",
                 "parameters": [if_match.clone()],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": slot_write}}},
-                "responses": write_errors(json!({"200": ok("Written", write_result.clone()), "404": err("No such slot in the file")}))},
+                "responses": edit(json!({"200": ok("Written and applied", write_result.clone()), "404": err("No such slot in the file")}))},
             "delete": {"operationId": "deleteSlot", "summary": "Remove a slot's table from hal0.toml (a running slot is stopped)",
                 "parameters": [if_match, {"name": "revision", "in": "query", "required": false, "schema": {"type": "string"}}],
-                "responses": write_errors(json!({"200": ok("Written", write_result), "404": err("No such slot in the file")}))}
+                "responses": edit(json!({"200": ok("Written and applied", write_result), "404": err("No such slot in the file")}))}
         },
         "/api/slots/{name}/load": {"parameters": [name.clone()], "post": {"operationId": "loadSlot",
             "summary": "Load the slot (also lifts a crash-loop); answers at once, follow /api/events",
-            "responses": {"202": ok("Load requested; the status before it", slot_view.clone()), "404": err("No such slot"), "401": err("Admin token missing or wrong")}}},
+            "responses": write(json!({"202": ok("Load requested; the status before it", slot_view.clone()), "404": err("No such slot")}))}},
         "/api/slots/{name}/unload": {"parameters": [name.clone()], "post": {"operationId": "unloadSlot",
             "summary": "Unload the slot (waits for requests in flight)",
-            "responses": {"202": ok("Unload requested; the status before it", slot_view), "404": err("No such slot"), "401": err("Admin token missing or wrong")}}},
+            "responses": write(json!({"202": ok("Unload requested; the status before it", slot_view), "404": err("No such slot")}))}},
         "/api/slots/{name}/logs": {"parameters": [name,
-                {"name": "tail", "in": "query", "required": false, "description": "How many of the last lines (default 200, at most 2000)", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "tail", "in": "query", "required": false, "description": "How many of the last lines (default 200, at most 2000)", "schema": {"type": "integer", "minimum": 0, "maximum": 4294967295u64}},
                 {"name": "follow", "in": "query", "required": false, "description": "Stream: the last lines, then each new one as `event: line` (also with Accept: text/event-stream)", "schema": {"type": "boolean"}}],
             "get": {"operationId": "slotLogs", "summary": "The provider's output",
-                "responses": {"200": {"description": "The last lines, oldest first; or an event stream of `line` events",
+                "responses": read(json!({"200": {"description": "The last lines, oldest first; or an event stream of `line` events",
                     "content": {"application/json": {"schema": {"type": "array", "items": {"type": "string"}}},
                                 "text/event-stream": {"schema": s.of::<LogLine>()}}},
-                    "404": err("No such slot")}}},
+                    "400": err("A bad tail or follow value, or not a slot name"),
+                    "404": err("No such slot")}))}},
         "/api/events": {"get": {"operationId": "events",
             "summary": "Server-sent events: `snapshot` (SlotList) first, then `slot` (SlotView), `slot-removed` (SlotRemoved) and `config` (ConfigState, also for rejected edits)",
-            "responses": {"200": sse("The event stream")}}},
+            "responses": read(json!({"200": sse("The event stream")}))}},
         "/api/config": {"get": {"operationId": "configState", "summary": "The config file's path, revision and last reload outcome",
-            "responses": {"200": ok("The config state", s.of::<ConfigState>())}}},
+            "responses": read(json!({"200": ok("The config state", s.of::<ConfigState>())}))}},
         "/api/config/errors": {"get": {"operationId": "configErrors", "summary": "Why the file's last edit was rejected (empty errors when it was applied)",
-            "responses": {"200": ok("The config state", s.of::<ConfigState>())}}},
+            "responses": read(json!({"200": ok("The config state", s.of::<ConfigState>())}))}},
         "/api/rules": {"get": {"operationId": "rules", "summary": "What clients check before a write: the slot-name pattern, the built-in names and their roles, the providers and the roles each serves, the devices",
-            "responses": {"200": ok("The rules", s.of::<super::rules::Rules>())}}},
+            "responses": read(json!({"200": ok("The rules", s.of::<super::rules::Rules>())}))}},
         "/api/models/pull": {"post": {"operationId": "pullModel", "summary": "Start downloading an hf: model into server.models_dir (joins a running pull of the same model); follow it with GET /api/models/pulls",
             "requestBody": {"required": true, "content": {"application/json": {"schema": s.of::<super::pulls::PullRequest>(), "example": {"model": "hf:org/repo/model.gguf"}}}},
-            "responses": {"202": ok("Started (or already running): the pull as it is now", s.of::<super::pulls::PullView>()), "400": err("Not an hf: model ref"), "401": err("Admin token missing or wrong")}}},
+            "responses": write(json!({"202": ok("Started (or already running): the pull as it is now", s.of::<super::pulls::PullView>()), "400": err("Not an hf: model ref")}))}},
         "/api/models/pulls": {"get": {"operationId": "listPulls", "summary": "Every pull since hal0 started: bytes so far, total, running/done/failed",
-            "responses": {"200": ok("The pulls", s.of::<super::pulls::PullList>())}}},
+            "responses": read(json!({"200": ok("The pulls", s.of::<super::pulls::PullList>())}))}},
         "/api/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
-            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}}
+            "responses": read(json!({"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}))}}
     });
     // Named for the event stream's payloads, which no operation returns directly.
     s.of::<SlotRemoved>();

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
+use crate::config::show::{REDACTED, redact_url};
 use crate::model::{SlotName, SlotSpec, SlotStatus};
 
 /// A slot as the API shows it: its observed status and its declared spec.
@@ -92,6 +93,20 @@ pub struct LogLine {
     pub line: String,
 }
 
+/// A spec as views show it: every `env` value replaced by `"<redacted>"` (the names stay, so a
+/// view shows that a value is set), and an upstream URL without its credentials. Reads are open
+/// to anyone who can reach hal0; what a slot's environment holds is not theirs to read.
+pub fn redacted(spec: &SlotSpec) -> SlotSpec {
+    let mut spec = spec.clone();
+    for value in spec.env.values_mut() {
+        *value = REDACTED.to_string();
+    }
+    if let Some(u) = &spec.upstream {
+        spec.upstream = Some(redact_url(u));
+    }
+    spec
+}
+
 impl ApiState {
     /// Every slot, now.
     pub fn slot_views(&self) -> BTreeMap<SlotName, SlotView> {
@@ -103,7 +118,7 @@ impl ApiState {
                 let view = SlotView {
                     status: status.clone(),
                     memory_measured: status.memory_peak,
-                    spec: desired.slots.get(name).cloned(),
+                    spec: desired.slots.get(name).map(redacted),
                 };
                 (name.clone(), view)
             })

@@ -1,6 +1,7 @@
 //! Create, update and delete slots: every write edits hal0.toml through the config store
 //! (validated, atomic, comments kept, refused with 409 when the file changed since the revision
-//! the client saw). The file watcher then applies the new file, as it would a hand edit.
+//! the client saw). The new version is then applied at once, and the answer waits until the
+//! controller has taken it in: after a 2xx, reads, loads and `/v1` see the change.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -60,11 +61,29 @@ async fn write(
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             })??;
     tracing::info!(slot = %slot, revision = %written.revision, "config file edited through the API");
+    state
+        .publisher
+        .written(written.text.clone(), written.state.clone());
+    wait_applied(state).await;
     Ok(WriteResult {
-        spec: written.state.slots.get(&slot).cloned(),
+        spec: written.state.slots.get(&slot).map(super::views::redacted),
         name: slot,
         revision: written.revision.0,
     })
+}
+
+/// How long a write waits for the controller to take in the new config (a round takes
+/// milliseconds; this only bounds a stuck controller).
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until the controller has taken in the newest published desired state.
+async fn wait_applied(state: &ApiState) {
+    let desired = state.desired.clone();
+    let mut applied = state.applied.clone();
+    let caught_up = applied.wait_for(|a| std::sync::Arc::ptr_eq(a, &desired.borrow()));
+    if tokio::time::timeout(APPLY_WAIT, caught_up).await.is_err() {
+        tracing::warn!("the controller has not taken in a written config after {APPLY_WAIT:?}");
+    }
 }
 
 pub async fn create(

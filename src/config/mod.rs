@@ -14,10 +14,12 @@
 //! - `show`       the merged view with defaults filled in and secrets redacted
 //! - `cli`        `hal0 config validate|show`
 //! - `store`      atomic, comment-preserving slot edits with revision checks (API, CLI)
+//! - `replace`    replacing the file without losing a concurrent edit; temp names, leftovers
 
 pub mod cli;
 mod diagnostic;
 mod read;
+pub mod replace;
 pub mod show;
 mod slot;
 mod spans;

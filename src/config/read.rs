@@ -16,7 +16,7 @@ use crate::model::{
 pub(crate) const TOP_KEYS: [&str; 3] = ["server", "providers", "slots"];
 
 /// The keys allowed in `[server]`; one per `ServerSettings` field.
-pub(crate) const SERVER_KEYS: [&str; 16] = [
+pub(crate) const SERVER_KEYS: [&str; 23] = [
     "listen",
     "port_range",
     "models_dir",
@@ -33,6 +33,13 @@ pub(crate) const SERVER_KEYS: [&str; 16] = [
     "pull_on_load",
     "hf_endpoint",
     "state_dir",
+    "allowed_hosts",
+    "header_timeout",
+    "body_timeout",
+    "client_idle_timeout",
+    "max_connections",
+    "drain_timeout",
+    "restart_drain",
 ];
 
 /// The keys allowed in `[providers."<name>"]`; one per `ProviderOverride` field.
@@ -114,6 +121,16 @@ fn server(sink: &mut Sink<'_>, t: &Table<'_, '_>, doc: &mut Document) {
             "pull_on_load" => set(&mut s.pull_on_load, f.bool(sink)),
             "hf_endpoint" => s.hf_endpoint = f.non_empty_string(sink),
             "state_dir" => s.state_dir = f.non_empty_string(sink),
+            "allowed_hosts" => set(&mut s.allowed_hosts, allowed_hosts(sink, &f)),
+            "header_timeout" => set(&mut s.header_timeout, positive_duration(sink, &f)),
+            "body_timeout" => set(&mut s.body_timeout, positive_duration(sink, &f)),
+            "client_idle_timeout" => set(&mut s.client_idle_timeout, positive_duration(sink, &f)),
+            "max_connections" => set(
+                &mut s.max_connections,
+                f.integer_in(sink, 1, 1_000_000).map(|n| n as u32),
+            ),
+            "drain_timeout" => set(&mut s.drain_timeout, f.duration(sink)),
+            "restart_drain" => set(&mut s.restart_drain, f.duration(sink)),
             _ => {}
         }
     }
@@ -152,6 +169,47 @@ fn load_timeout(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<HumanDuration>
         return None;
     }
     Some(d)
+}
+
+/// A timeout of 0s would cut every connection at once.
+fn positive_duration(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<HumanDuration> {
+    let d = f.duration(sink)?;
+    if d.as_duration().is_zero() {
+        f.error(sink, "must be longer than 0s");
+        return None;
+    }
+    Some(d)
+}
+
+/// Host names: letters, digits, `-`, `.`, optionally starting with `*.`; no port, no scheme.
+fn allowed_hosts(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<Vec<String>> {
+    let names = f.string_array(sink)?;
+    let mut ok = true;
+    for (i, n) in names.iter().enumerate() {
+        let name = n.value.strip_prefix("*.").unwrap_or(&n.value);
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !valid {
+            ok = false;
+            sink.error(
+                n.span.clone(),
+                format!("{}[{i}]", f.path),
+                format!(
+                    "{:?} is not a host name; write a name like \"hal0.lan\" or \"*.example.org\" \
+                     (no scheme, no port)",
+                    n.value
+                ),
+            );
+        }
+    }
+    ok.then(|| {
+        names
+            .into_iter()
+            .map(|n| n.value.to_ascii_lowercase())
+            .collect()
+    })
 }
 
 fn port_range(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<[u16; 2]> {

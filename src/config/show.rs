@@ -65,6 +65,13 @@ pub struct ServerView {
     pub hf_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
+    pub allowed_hosts: Vec<String>,
+    pub header_timeout: HumanDuration,
+    pub body_timeout: HumanDuration,
+    pub client_idle_timeout: HumanDuration,
+    pub max_connections: u32,
+    pub drain_timeout: HumanDuration,
+    pub restart_drain: HumanDuration,
 }
 
 /// `[providers."<name>"]`, secrets redacted.
@@ -163,6 +170,13 @@ pub fn merged_view(state: &DesiredState) -> MergedView {
             pull_on_load: s.pull_on_load,
             hf_endpoint: s.hf_endpoint.clone(),
             state_dir: s.state_dir.clone(),
+            allowed_hosts: s.allowed_hosts.clone(),
+            header_timeout: s.header_timeout,
+            body_timeout: s.body_timeout,
+            client_idle_timeout: s.client_idle_timeout,
+            max_connections: s.max_connections,
+            drain_timeout: s.drain_timeout,
+            restart_drain: s.restart_drain,
         },
         providers: state
             .providers
@@ -253,7 +267,7 @@ fn redact_env(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 
 /// `https://user:pass@host/x` → `https://user:<redacted>@host/x`; a bare `token@host` loses
 /// the token.
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

@@ -234,6 +234,21 @@ fn upstream(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<String> {
         );
         return None;
     }
+    let authority = rest
+        .map(|r| r.split(['/', '?', '#']).next().unwrap_or_default())
+        .unwrap_or_default();
+    if authority.contains('@') {
+        f.error(
+            sink,
+            format!(
+                "{:?} has credentials in it; hal0 does not send or show URL credentials: put the \
+                 key in an environment variable and name it in api_key_env (with auth = \
+                 \"bearer\" or \"x-api-key\")",
+                super::show::redact_url(&url)
+            ),
+        );
+        return None;
+    }
     Some(url)
 }
 

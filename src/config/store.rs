@@ -1,19 +1,17 @@
 //! The one way hal0 itself writes `hal0.toml` (the API, the dashboard, `hal0 slot add`): edit a
 //! slot table with `toml_edit` so the user's comments, ordering and formatting stay, validate the
 //! result with [`super::parse`] (the same rules as every read), and replace the file atomically
-//! (temp file + fsync + rename + fsync of the directory).
+//! (temp file + fsync + exchange + fsync of the directory; see [`super::replace`]).
 //!
 //! Optimistic concurrency: a [`Revision`] is a hash of the file's bytes, so it changes with any
 //! edit, by hand or by hal0, and means the same to every process. A write names the revision it
 //! was based on; if the file changed since, the write fails with [`StoreError::Stale`] and the
-//! caller re-reads instead of overwriting someone's edit. The file watcher then applies the new
-//! file like any other edit: one path for every change.
+//! caller re-reads instead of overwriting someone's edit. The caller (the API) applies the
+//! validated result at once; the file watcher then sees a file it already applied.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -21,6 +19,8 @@ use sha2::{Digest, Sha256};
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value};
 
 use super::ConfigErrors;
+use super::replace::{self, Replaced};
+use super::show::REDACTED;
 use super::slot::SLOT_KEYS;
 use crate::model::{DesiredState, NameError, SlotName};
 
@@ -73,6 +73,8 @@ pub enum SlotChange {
 #[derive(Debug, Clone)]
 pub struct Written {
     pub revision: Revision,
+    /// The file's new text.
+    pub text: String,
     /// The validated new contents, as the file source will read them.
     pub state: DesiredState,
 }
@@ -147,6 +149,11 @@ impl ConfigStore {
 
     /// Applies `change` to slot `name` if the file is still at `expected` (any revision when
     /// `None`), validates the result and writes it atomically.
+    ///
+    /// An edit by hand that lands between the read and the write is never overwritten: the
+    /// replace is an exchange that shows what it displaced, and a displaced edit is put back.
+    /// The change is then tried again on the new text (or refused as stale when the caller named
+    /// a revision, which the file no longer is at).
     pub fn apply(
         &self,
         name: &str,
@@ -155,22 +162,42 @@ impl ConfigStore {
     ) -> Result<Written> {
         SlotName::parse(name)?;
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let before = self.read()?;
-        check_revision(expected, &before.revision)?;
-        let text = edit(&self.path, &before.text, name, change)?;
-        let state = super::parse(&self.path, &text).map_err(StoreError::Invalid)?;
-        // Last look before the rename: a hand edit since our read must not be overwritten.
-        check_revision(Some(&before.revision), &self.read()?.revision)?;
-        write_atomic(&self.path, &text).map_err(|source| StoreError::WriteFailed {
-            path: self.path.clone(),
-            source,
-        })?;
-        Ok(Written {
-            revision: Revision::of(&text),
-            state,
+        let mut last = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let before = self.read()?;
+            check_revision(expected, &before.revision)?;
+            let text = edit(&self.path, &before.text, name, change)?;
+            let state = super::parse(&self.path, &text).map_err(StoreError::Invalid)?;
+            let replaced = replace::replace_if_unchanged(&self.path, &before.text, &text).map_err(
+                |source| StoreError::WriteFailed {
+                    path: self.path.clone(),
+                    source,
+                },
+            )?;
+            if replaced == Replaced::Done {
+                return Ok(Written {
+                    revision: Revision::of(&text),
+                    text,
+                    state,
+                });
+            }
+            tracing::info!(
+                "{}: edited by someone else while hal0 was writing it; trying again on the new text",
+                self.path.display()
+            );
+            last = Some(before.revision);
+        }
+        let current = self.read()?.revision;
+        Err(StoreError::Stale {
+            expected: last.unwrap_or_else(|| current.clone()),
+            current,
         })
     }
 }
+
+/// How often a write is tried against a file that keeps changing under it before it gives up
+/// with [`StoreError::Stale`].
+const MAX_ATTEMPTS: usize = 8;
 
 fn check_revision(expected: Option<&Revision>, current: &Revision) -> Result<()> {
     match expected {
@@ -216,6 +243,7 @@ pub fn edit(path: &Path, text: &str, name: &str, change: &SlotChange) -> Result<
                 .get_mut(name)
                 .and_then(Item::as_table_like_mut)
                 .ok_or_else(|| StoreError::SlotNotFound(name.to_string()))?;
+            let fields = &keep_redacted_env(name, &*table, fields)?;
             if !merge {
                 let gone: Vec<String> = table
                     .iter()
@@ -250,6 +278,38 @@ pub fn edit(path: &Path, text: &str, name: &str, change: &SlotChange) -> Result<
         }
     }
     Ok(doc.to_string())
+}
+
+/// Views show every `env` value as [`REDACTED`]; a write that sends such a value back (a
+/// dashboard saving what it read) keeps the value the file has.
+fn keep_redacted_env(
+    name: &str,
+    table: &dyn toml_edit::TableLike,
+    fields: &Map<String, Json>,
+) -> Result<Map<String, Json>> {
+    let mut fields = fields.clone();
+    let Some(Json::Object(env)) = fields.get_mut("env") else {
+        return Ok(fields);
+    };
+    let old = table.get("env").and_then(Item::as_table_like);
+    for (key, value) in env.iter_mut() {
+        if value.as_str() != Some(REDACTED) {
+            continue;
+        }
+        let kept = old.and_then(|t| t.get(key)).and_then(Item::as_str);
+        match kept {
+            Some(v) => *value = Json::String(v.to_string()),
+            None => {
+                return Err(StoreError::BadField {
+                    field: format!("{name}.env.{key}"),
+                    message: format!(
+                        "{REDACTED:?} stands for the value the file already has, and it has none"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(fields)
 }
 
 /// `[slots]`, created (as an implicit table, so no bare `[slots]` header appears) if missing.
@@ -310,42 +370,6 @@ fn to_toml(field: &str, v: &Json) -> Result<Option<Value>> {
             Value::InlineTable(t)
         }
     }))
-}
-
-/// Replaces `path` with `text`: a temp file in the same directory, fsync, rename over the file
-/// (the real file when `path` is a symlink, so the link stays), fsync of the directory.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = target
-        .file_name()
-        .map_or_else(|| "hal0.toml".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(
-        ".{file_name}.{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        if let Ok(meta) = std::fs::metadata(&target) {
-            f.set_permissions(meta.permissions())?;
-        }
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

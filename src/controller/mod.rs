@@ -75,6 +75,10 @@ pub struct Published {
     pub handle: ControlHandle,
     pub routes: watch::Receiver<Arc<RoutingTable>>,
     pub statuses: watch::Receiver<Arc<StatusMap>>,
+    /// The desired state the controller has taken in (applied, or refused with an error), with
+    /// the statuses and routes above already published for it: a writer that published a
+    /// desired state waits for this to be the same `Arc` to know the change is live.
+    pub applied: watch::Receiver<Arc<DesiredState>>,
 }
 
 pub struct Controller {
@@ -96,6 +100,9 @@ pub struct Controller {
     routes_tx: watch::Sender<Arc<RoutingTable>>,
     statuses_tx: watch::Sender<Arc<StatusMap>>,
     logs_tx: watch::Sender<Arc<BTreeMap<SlotName, LogBuffer>>>,
+    /// The last desired state taken from `desired_rx`, published once its round is done.
+    taken: Arc<DesiredState>,
+    applied_tx: watch::Sender<Arc<DesiredState>>,
 }
 
 impl Controller {
@@ -111,6 +118,8 @@ impl Controller {
         let (routes_tx, routes) = watch::channel(Arc::new(RoutingTable::default()));
         let (statuses_tx, statuses) = watch::channel(Arc::new(StatusMap::new()));
         let (logs_tx, logs) = watch::channel(Arc::new(BTreeMap::new()));
+        let taken = Arc::new(DesiredState::default());
+        let (applied_tx, applied) = watch::channel(taken.clone());
         let activity = Arc::new(ActivityTracker::default());
         let epoch_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -132,6 +141,8 @@ impl Controller {
             routes_tx,
             statuses_tx,
             logs_tx,
+            taken,
+            applied_tx,
         };
         let handle = ControlHandle {
             requests: requests_tx,
@@ -144,6 +155,7 @@ impl Controller {
                 handle,
                 routes,
                 statuses,
+                applied,
             },
         )
     }
@@ -164,6 +176,7 @@ impl Controller {
                 changed = self.desired_rx.changed(), if source_open => {
                     if changed.is_ok() {
                         let next = self.desired_rx.borrow_and_update().clone();
+                        self.taken = next.clone();
                         self.apply_desired(next);
                     } else {
                         // The source is gone; keep running what we have until shutdown.
@@ -182,6 +195,14 @@ impl Controller {
                 self.on_request(slot, ev);
             }
             self.reconcile();
+            let taken = &self.taken;
+            self.applied_tx.send_if_modified(|cur| {
+                if Arc::ptr_eq(cur, taken) {
+                    return false;
+                }
+                *cur = taken.clone();
+                true
+            });
         }
         tracing::info!("stopping every slot");
         self.runtime.shutdown().await;
@@ -348,7 +369,14 @@ impl Controller {
             Action::Abandon { .. } => {
                 tracing::info!(slot = %slot, "no request waits for it any more; not loading it")
             }
-            Action::MarkIdle { .. } | Action::MarkReady { .. } | Action::Forget { .. } => {}
+            Action::HoldRequests { hold: true, .. } => tracing::info!(
+                slot = %slot,
+                "a launch setting changed: new requests wait for the restart while those in flight finish"
+            ),
+            Action::MarkIdle { .. }
+            | Action::MarkReady { .. }
+            | Action::Forget { .. }
+            | Action::HoldRequests { .. } => {}
         }
     }
 

@@ -167,6 +167,7 @@ pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
             obs.pull = None;
             obs.ready_since = None;
             obs.draining = None;
+            obs.held_since = None;
         }
         Action::Stop { reason, .. } => {
             obs.phase = Phase::Unloading;
@@ -189,6 +190,9 @@ pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
         Action::Abandon { .. } => {
             obs.want_loaded = false;
             obs.on_demand = false;
+        }
+        Action::HoldRequests { hold, .. } => {
+            obs.held_since = hold.then_some(now);
         }
         Action::MarkIdle { .. } => {
             obs.phase = Phase::Idle;

@@ -74,6 +74,9 @@ pub struct ObservedSlot {
     pub memory_peak: Option<u64>,
     /// Estimated memory footprint in bytes (declared, else derived from the model file).
     pub memory_estimate: u64,
+    /// Since when a launch-relevant change has been waiting for requests in flight to end; new
+    /// requests wait for the restarted process meanwhile.
+    pub held_since: Option<Time>,
 }
 
 impl ObservedSlot {

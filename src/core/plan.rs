@@ -49,6 +49,9 @@ pub enum Action {
     Undrain { slot: SlotName },
     /// Nobody waits for this stopped slot any more: it is no longer wanted.
     Abandon { slot: SlotName },
+    /// A launch-relevant change waits for requests in flight (`hold`: new requests wait for
+    /// the restarted process instead of going to the old one), or no longer does.
+    HoldRequests { slot: SlotName, hold: bool },
 }
 
 impl Action {
@@ -64,6 +67,7 @@ impl Action {
             | Action::Drain { slot, .. }
             | Action::Undrain { slot }
             | Action::Abandon { slot } => slot,
+            | Action::HoldRequests { slot, .. } => slot,
         }
     }
 }
@@ -130,7 +134,25 @@ pub fn plan(
         let changed = obs.launch.as_ref() != Some(&launch);
         match obs.phase {
             Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle => {
-                if obs.in_flight > 0 {
+                if obs.held_since.is_some() != (changed && obs.in_flight > 0) {
+                    marks.push(Action::HoldRequests {
+                        slot: name.clone(),
+                        hold: obs.held_since.is_none(),
+                    });
+                }
+                // A launch change under load: requests in flight get `restart_drain` to
+                // finish; then the restart goes ahead anyway.
+                let drain_over = obs.held_since.is_some_and(|since| {
+                    let limit = since + desired.server.restart_drain.as_duration();
+                    if now < limit {
+                        out.wake(limit);
+                    }
+                    now >= limit
+                });
+                if changed && obs.in_flight > 0 && obs.held_since.is_none() {
+                    out.wake(now + desired.server.restart_drain.as_duration());
+                }
+                if obs.in_flight > 0 && !(changed && drain_over) {
                     if obs.phase == Phase::Idle {
                         marks.push(Action::MarkReady { slot: name.clone() });
                     }

@@ -186,15 +186,53 @@ fn in_place_changes_restart_nothing() {
     }
 }
 
+fn hold(name: &str, hold: bool) -> Action {
+    Action::HoldRequests {
+        slot: n(name),
+        hold,
+    }
+}
+
 #[test]
-fn a_slot_with_requests_in_flight_is_not_restarted_until_they_end() {
+fn a_slot_with_requests_in_flight_holds_new_ones_and_restarts_when_they_end() {
     let mut w = World::new()
         .slot("a", spec())
         .observe("a", Phase::Ready, |o| o.in_flight = 1);
     w.desired.slots.get_mut(&n("a")).unwrap().args = vec!["-c".into(), "512".into()];
-    assert_eq!(w.plan(1).actions, vec![]);
+    let p = w.plan(1);
+    assert_eq!(p.actions, vec![hold("a", true)]);
+    assert_eq!(p.wake_at, Some(t(11)), "the default restart_drain is 10 s");
+    w.observed.get_mut(&n("a")).unwrap().held_since = Some(t(1));
+    assert_eq!(w.plan(2).actions, vec![]);
     w.observed.get_mut(&n("a")).unwrap().in_flight = 0;
-    assert_eq!(w.plan(2).actions, vec![restart(&w, "a")]);
+    assert_eq!(w.plan(3).actions, vec![restart(&w, "a"), hold("a", false)]);
+}
+
+#[test]
+fn a_restart_under_constant_load_waits_at_most_restart_drain() {
+    let mut w = World::new()
+        .slot("a", spec())
+        .observe("a", Phase::Ready, |o| {
+            o.in_flight = 3;
+            o.held_since = Some(t(10));
+        });
+    w.desired.server.restart_drain = HumanDuration::from_secs(5);
+    w.desired.slots.get_mut(&n("a")).unwrap().args = vec!["-c".into(), "512".into()];
+    let p = w.plan(14);
+    assert_eq!(p.actions, vec![]);
+    assert_eq!(p.wake_at, Some(t(15)));
+    assert_eq!(w.plan(15).actions, vec![restart(&w, "a")]);
+}
+
+#[test]
+fn a_change_reverted_while_held_releases_the_hold() {
+    let w = World::new()
+        .slot("a", spec())
+        .observe("a", Phase::Ready, |o| {
+            o.in_flight = 1;
+            o.held_since = Some(t(1));
+        });
+    assert_eq!(w.plan(2).actions, vec![hold("a", false)]);
 }
 
 #[test]

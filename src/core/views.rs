@@ -67,6 +67,7 @@ pub fn statuses(
                     .pull
                     .map(|(downloaded, total)| PullProgress { downloaded, total }),
                 last_load_ms: o.last_load.map(|d| d.as_millis() as u64),
+                restarting: o.held_since.is_some(),
             };
             (name.clone(), status)
         })

@@ -68,3 +68,69 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// Makes every error answer from the gateway JSON in OpenAI's shape, including the ones axum
+/// produces as plain text or an empty body (`GET /v1/chat/completions` is a 405).
+pub async fn openai_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::NOT_FOUND => "unknown_url",
+        _ => "bad_request",
+    };
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let takes = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                if path.starts_with("/v1/models") {
+                    "GET"
+                } else {
+                    "POST"
+                }
+                .to_string()
+            });
+        format!("{path} does not take {method}; send {takes}")
+    } else if !text.is_empty() {
+        text
+    } else {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string()
+    };
+    let kind = if status.is_server_error() {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
+    let mut out = ApiError::new(status, kind, message)
+        .code(code)
+        .into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -347,6 +347,7 @@ mod tests {
             pull: None,
             memory_rss: None,
             memory_peak: None,
+            restarting: false,
         }
     }
 

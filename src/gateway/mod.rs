@@ -6,7 +6,8 @@
 //! - `auth`     /v1 API keys (env vars, a keys file, per-key allowed models)
 //! - `body`     the request body: `model`, `stream`, rewriting `model` for the provider
 //! - `control`  the SlotControl trait the controller implements for the gateway
-//! - `errors`   OpenAI-shaped errors
+//! - `errors`   OpenAI-shaped errors (also for axum's own plain-text and empty ones)
+//! - `listen`   serving connections: cap, header/body/idle timeouts, accept backoff, drain
 //! - `metrics`  /metrics in Prometheus text: per-slot state, loads, queue wait, requests, TTFB
 //! - `models`   GET /v1/models, /v1/models/{id}
 //! - `stream`   streaming requests that wait for a load: SSE keep-alives, then the stream
@@ -18,6 +19,7 @@ mod auth;
 mod body;
 mod control;
 mod errors;
+pub mod listen;
 mod metrics;
 mod models;
 mod proxy;
@@ -62,6 +64,8 @@ pub struct GatewayState {
     /// Accepted `/v1` keys (empty: open).
     pub keys: watch::Receiver<Arc<KeySet>>,
     pub metrics: Arc<Metrics>,
+    /// Set when shutdown's drain time is over: open streams end with an error event.
+    pub cut: watch::Receiver<bool>,
 }
 
 impl GatewayState {
@@ -83,7 +87,14 @@ impl GatewayState {
             queues: Arc::default(),
             keys: watch::channel(Arc::new(KeySet::default())).1,
             metrics: Arc::new(Metrics::new()),
+            cut: watch::channel(false).1,
         }
+    }
+
+    /// Ends open streams when `cut` becomes true (see [`listen::serve`]).
+    pub fn with_cut(mut self, cut: watch::Receiver<bool>) -> Self {
+        self.cut = cut;
+        self
     }
 
     /// Sets the request limits (`server.max_body`, `server.max_queue`).
@@ -118,25 +129,19 @@ pub fn router(state: GatewayState) -> Router {
         .route("/v1/models/{*id}", get(models::get_one))
         .route("/v1/{*rest}", post(routes::forward))
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(errors::openai_errors))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves, with the default [`listen::Limits`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Small SSE chunks must leave at once: without TCP_NODELAY, Nagle's algorithm holds a chunk
-    // until the client acknowledges the previous one, which delayed ACKs stretch to ~40 ms.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    // Converting the Router once, not per connection, saves an allocation-heavy step on each.
-    axum::serve(listener, router.into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = listen::Limits {
+        max_connections: listen::connection_cap(listen::Limits::default().max_connections),
+        ..listen::Limits::default()
+    };
+    listen::serve(listener, router, shutdown, limits, watch::channel(false).0).await
 }

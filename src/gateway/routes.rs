@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::body::to_bytes;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 use super::control::InFlight;
+use super::listen::{self, ReadBodyError};
 use super::{ApiError, GatewayState, body, metrics, proxy, stream, wake};
 use crate::model::{Resolution, Role, Route, RoutingTable, SlotName};
 
@@ -80,11 +80,32 @@ pub async fn forward(State(state): State<GatewayState>, req: Request) -> Respons
     let endpoint = metrics::endpoint_label(req.uri().path());
     let mut slot = String::from("-");
     let resp = match handle(&state, req, started, &mut slot).await {
+        Ok(r) if is_event_stream(&r) => {
+            // On shutdown, a stream still open after the drain time ends with an error event.
+            let (parts, body) = r.into_parts();
+            let last = stream::error_event(
+                &ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "hal0 is shutting down; the stream was cut",
+                )
+                .code("shutting_down"),
+            );
+            let body = axum::body::Body::new(listen::Cuttable::new(body, state.cut.clone(), last));
+            Response::from_parts(parts, body)
+        }
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
     state.metrics.request(&slot, endpoint, resp.status());
     resp
+}
+
+fn is_event_stream(r: &Response) -> bool {
+    r.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"))
 }
 
 async fn handle(
@@ -101,17 +122,24 @@ async fn handle(
         .uri
         .path_and_query()
         .map_or(path.clone(), |p| p.to_string());
-    let body = to_bytes(body, state.max_body_bytes).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            format!(
-                "the request body is larger than server.max_body ({} bytes)",
-                state.max_body_bytes
-            ),
-        )
-        .code("body_too_large")
-    })?;
+    let body = listen::read_body(body, state.max_body_bytes)
+        .await
+        .map_err(|e| match e {
+            ReadBodyError::TooLarge => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!(
+                    "the request body is larger than server.max_body ({} bytes)",
+                    state.max_body_bytes
+                ),
+            )
+            .code("body_too_large"),
+            ReadBodyError::TimedOut(m) => {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "invalid_request_error", m)
+                    .code("request_timeout")
+            }
+            ReadBodyError::Failed(m) => ApiError::bad_request(m).code("bad_body"),
+        })?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)

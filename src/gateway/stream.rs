@@ -21,7 +21,7 @@ use crate::model::Route;
 /// Time between keep-alive comments while a slot loads.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
 
-fn error_event(e: &ApiError) -> Bytes {
+pub fn error_event(e: &ApiError) -> Bytes {
     let body = serde_json::json!({
         "error": {"message": e.message, "type": e.kind, "param": e.param, "code": e.code}
     });

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::control::InFlight;
 use super::routes::QueueTicket;
 use super::{ApiError, GatewayState};
-use crate::model::{Phase, SlotName, SlotStatus};
+use crate::model::{LOAD_TIMED_OUT, Phase, SlotName, SlotStatus};
 
 /// See `until_serving`.
 const VERDICT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -105,13 +105,23 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
                         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", why)
                             .code("slot_cannot_fit")
                             .retry_after(retry_after(s))
+                    } else if why.starts_with(LOAD_TIMED_OUT) {
+                        ApiError::new(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "server_error",
+                            format!("slot {slot} failed to load: {why}"),
+                        )
+                        .code("slot_load_timeout")
+                        .retry_after(retry_after(s))
                     } else {
+                        // The slot retries after a backoff: say when.
                         ApiError::new(
                             StatusCode::BAD_GATEWAY,
                             "server_error",
                             format!("slot {slot} failed to load: {why}"),
                         )
                         .code("slot_load_failed")
+                        .retry_after(retry_after(s))
                     });
                 }
                 _ => {}

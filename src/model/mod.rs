@@ -25,4 +25,4 @@ pub use slot_name::{BUILTIN_SLOTS, MAX_NAME_LEN, NAME_PATTERN, NameError, SlotNa
 pub use spec::{
     DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MIN_RESIDENCY_SECS, DEFAULT_PRIORITY, SlotSpec, model_id_of,
 };
-pub use status::{Phase, PullProgress, SlotStatus};
+pub use status::{LOAD_TIMED_OUT, Phase, PullProgress, SlotStatus};

@@ -47,6 +47,26 @@ pub struct ServerSettings {
     /// Where hal0 keeps runtime state (pid files used to clean up after a crash).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
+    /// Host names (besides loopback names and addresses, IP addresses and the listen address)
+    /// `/api` is served under; other `Host` headers are refused (DNS rebinding). `*.example`
+    /// matches every name under `example`.
+    pub allowed_hosts: Vec<String>,
+    /// How long a client may take to send a request's headers (counted from its first byte).
+    pub header_timeout: HumanDuration,
+    /// How long a client may take to send a request's whole body.
+    pub body_timeout: HumanDuration,
+    /// A connection on which nothing moves for this long is closed: between requests, or while
+    /// hal0 waits for the client to take the response (a stream that is flowing is not idle).
+    pub client_idle_timeout: HumanDuration,
+    /// Most client connections open at once (lowered to what the open-file limit allows);
+    /// more wait to be accepted.
+    pub max_connections: u32,
+    /// After SIGTERM, how long requests in flight may take to finish before hal0 ends them
+    /// (streams get an error event) and stops the slots.
+    pub drain_timeout: HumanDuration,
+    /// Before a slot restarts for a changed launch setting, how long requests in flight may
+    /// take to finish (new ones wait for the restarted slot).
+    pub restart_drain: HumanDuration,
 }
 
 /// Default `server.max_wait`.
@@ -71,6 +91,13 @@ impl Default for ServerSettings {
             hf_endpoint: None,
             max_body: ByteSize::mib(64),
             state_dir: None,
+            allowed_hosts: Vec::new(),
+            header_timeout: HumanDuration::from_secs(10),
+            body_timeout: HumanDuration::from_secs(60),
+            client_idle_timeout: HumanDuration::from_secs(60),
+            max_connections: 1024,
+            drain_timeout: HumanDuration::from_secs(10),
+            restart_drain: HumanDuration::from_secs(10),
         }
     }
 }

@@ -136,12 +136,20 @@ pub struct SlotStatus {
     /// Observed load durations' latest value in milliseconds (for Retry-After estimates).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_load_ms: Option<u64>,
+    /// A launch-relevant change waits for the requests in flight to finish (at most
+    /// `restart_drain`): new requests wait for the restarted process.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 impl SlotStatus {
-    /// Whether a new request may be sent to the slot now: it serves and is not being drained
-    /// for another slot's turn.
+    /// Whether a new request may be sent to the slot now: it serves, is not being drained
+    /// for another slot's turn, and is not waiting to restart for a changed launch setting.
     pub fn accepts_requests(&self) -> bool {
-        self.phase.is_serving() && self.draining_for.is_none()
+        self.phase.is_serving() && self.draining_for.is_none() && !self.restarting
     }
 }
+
+/// How `last_error` starts when a load took longer than `load_timeout`: the gateway answers
+/// waiting requests 504 for it (502 for other failed loads).
+pub const LOAD_TIMED_OUT: &str = "provider did not become ready within load_timeout";

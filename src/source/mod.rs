@@ -7,4 +7,4 @@
 pub mod file;
 pub mod kube;
 
-pub use file::{ConfigReport, FileSource};
+pub use file::{ConfigPublisher, ConfigReport, FileSource};

@@ -93,6 +93,10 @@ pub struct Hal0 {
     pub range: (u16, u16),
     header: String,
     pub http: reqwest::Client,
+    /// Extra environment for hal0.
+    env: Vec<(String, String)>,
+    /// A command hal0 is started through (its argv prefix), if any.
+    wrapper: Vec<String>,
 }
 
 impl Hal0 {
@@ -117,19 +121,8 @@ impl Hal0 {
         let config = dir.path().join("hal0.toml");
         std::fs::write(&config, format!("{header}\n{body}")).expect("write config");
         let log = dir.path().join("hal0.log");
-        let child = Command::new(HAL0)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("HAL0_LOG", "info")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn hal0");
-        let h = Hal0 {
-            child: Some(child),
+        let mut h = Hal0 {
+            child: None,
             dir,
             config,
             base: format!("http://127.0.0.1:{port}"),
@@ -137,13 +130,66 @@ impl Hal0 {
             range,
             header,
             http: reqwest::Client::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            wrapper: Vec::new(),
         };
+        h.spawn().await;
+        h
+    }
+
+    /// As `start`, with hal0 started through `wrapper` (e.g. `sh -c 'ulimit -n 256; exec "$@"' sh`).
+    pub async fn start_wrapped(server_extra: &str, body: &str, wrapper: &[&str]) -> Hal0 {
+        let mut h = Self::start(server_extra, body).await;
+        h.stop().await;
+        h.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        h.spawn().await;
+        h
+    }
+
+    /// Starts hal0 again on the same config and directory (after `kill9` or `stop`).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "hal0 is still running");
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        let (program, pre): (&str, &[String]) = match self.wrapper.split_first() {
+            Some((p, rest)) => (p.as_str(), rest),
+            None => (HAL0, &[]),
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(pre);
+        if !self.wrapper.is_empty() {
+            cmd.arg(HAL0);
+        }
+        let child = cmd
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("HAL0_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log)
+                    .expect("log file"),
+            )
+            .spawn()
+            .expect("spawn hal0");
+        self.child = Some(child);
+        let h = &*self;
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = h.http.get(h.url("/health")).send().await
                 && r.status().is_success()
             {
-                return h;
+                return;
             }
             assert!(
                 std::time::Instant::now() < deadline,

@@ -253,7 +253,8 @@ impl Supervisor {
                 self.emit(Event::Ready { generation });
             } else if run.started.elapsed() > self.config.load_timeout {
                 let message = format!(
-                    "provider did not become ready within load_timeout ({:?}){}",
+                    "{} ({:?}){}",
+                    crate::model::LOAD_TIMED_OUT,
                     self.config.load_timeout,
                     self.log_context()
                 );

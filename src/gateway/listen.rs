@@ -1,0 +1,603 @@
+//! Serving HTTP/1 connections so that slow, idle or too many clients cannot exhaust hal0:
+//!
+//! - a connection cap (`server.max_connections`, lowered to what the open-file limit allows):
+//!   beyond it, new connections wait in the kernel's backlog until one closes;
+//! - a header timeout: a request's head must arrive within `header_timeout` of its first byte;
+//! - a body timeout: its body within `body_timeout` of the head;
+//! - an idle timeout: a connection on which nothing moves for `client_idle_timeout` is closed,
+//!   whether it waits for a next request or hal0 waits for it to take a response. A request
+//!   hal0 is still working on (a load, a generation) is never idle, and a stream that is
+//!   flowing moves bytes;
+//! - accept errors (out of file descriptors, say) back off exponentially instead of spinning;
+//! - a drain on shutdown: stop accepting, close idle connections at once, let requests in
+//!   flight finish up to `drain_timeout`, then tell open streams to end (the gateway sends them
+//!   an error event) and close whatever is left shortly after.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// The limits of [`serve`]; [`Default`] has the `[server]` defaults.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// After the drain time, how long open streams get to send their error event and end.
+const CUT_GRACE: Duration = Duration::from_secs(1);
+
+/// File descriptors kept for everything but client connections: provider pipes and logs, the
+/// config watch, upstream connections (one per proxied request, counted below).
+const RESERVED_FDS: u64 = 64;
+
+/// The connection cap the open-file limit allows: each client connection may hold an upstream
+/// connection too. The soft limit is raised to the hard one first.
+pub fn connection_cap(wanted: usize) -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return wanted;
+    };
+    let soft = if hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let allowed = usize::try_from(soft.saturating_sub(RESERVED_FDS) / 2)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if allowed < wanted {
+        tracing::warn!(
+            "server.max_connections is {wanted}, but the open-file limit ({soft}) allows {allowed}; \
+             using {allowed} (raise it with ulimit -n or LimitNOFILE=)"
+        );
+    }
+    wanted.min(allowed)
+}
+
+/// Exponential backoff for accept errors: 5 ms doubling to 1 s, reset by a success.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    pub fn failed(&mut self) -> Duration {
+        let d = Duration::from_millis(5) * 2u32.saturating_pow(self.failures.min(8));
+        self.failures = self.failures.saturating_add(1);
+        d.min(Duration::from_secs(1))
+    }
+
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Errors that concern one connection only (the client gave up while it was being accepted).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module doc).
+/// `cut` is set when the drain time is over: the gateway ends its open streams on it.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
+    cut: watch::Sender<bool>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut backoff = AcceptBackoff::default();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        // Reap finished connection tasks so the set does not grow.
+        while conns.try_join_next().is_some() {}
+        let (tcp, _) = match accepted {
+            Ok(a) => {
+                backoff.succeeded();
+                a
+            }
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                let wait = backoff.failed();
+                tracing::warn!("accept error: {e}; trying again in {wait:?}");
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(wait) => continue,
+                }
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        let router = router.clone();
+        let limits = limits.clone();
+        let drain = drain_rx.clone();
+        conns.spawn(async move {
+            connection(tcp, router, &limits, drain).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = drain_tx.send(true);
+    // Requests in flight may finish; then streams are told to end, and shortly after the rest
+    // is closed.
+    if tokio::time::timeout(limits.drain_timeout, join_all(&mut conns))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still open after drain_timeout ({:?}); ending them",
+            limits.drain_timeout
+        );
+        let _ = cut.send(true);
+        if tokio::time::timeout(CUT_GRACE, join_all(&mut conns))
+            .await
+            .is_err()
+        {
+            conns.abort_all();
+        }
+    }
+    Ok(())
+}
+
+async fn join_all(set: &mut JoinSet<()>) {
+    while set.join_next().await.is_some() {}
+}
+
+/// One connection: hyper's HTTP/1 state machine under the watchdog of [`Activity`].
+async fn connection(
+    tcp: TcpStream,
+    router: Router,
+    limits: &Limits,
+    mut drain: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: tcp,
+        activity: activity.clone(),
+    });
+    let body_timeout = limits.body_timeout;
+    let act = activity.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let guard = act.request_started();
+        let req = req.map(|b| Body::new(TimedBody::new(b, body_timeout)));
+        let router = router.clone();
+        async move {
+            use tower::ServiceExt;
+            let resp = router.oneshot(req).await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|b| {
+                Body::new(Guarded {
+                    inner: b,
+                    _guard: guard,
+                })
+            }))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The watchdog times request heads from their first byte; hyper's own header timeout would
+    // also count the idle time before it.
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(None);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        let check_in = activity.next_check(limits);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = tokio::time::sleep(check_in) => {
+                if let Some(why) = activity.expired(limits) {
+                    tracing::debug!("closing a client connection: {why}");
+                    return;
+                }
+            }
+            r = drain.wait_for(|d| *d), if !draining => {
+                draining = true;
+                if r.is_err() || activity.in_flight() == 0 {
+                    // Idle, or half-way through sending a request: nothing to finish.
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Milliseconds since a process-wide epoch, for atomics.
+fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What a connection's watchdog looks at. Times are [`now_ms`] values, 0 for "none".
+#[derive(Debug)]
+struct Activity {
+    /// Requests handed to hal0 whose response has not been sent completely.
+    in_flight: AtomicUsize,
+    /// The last time a byte moved either way.
+    last_io: AtomicU64,
+    /// When the connection last had nothing in flight (opened, or a response was finished).
+    idle_since: AtomicU64,
+    /// The first byte read while nothing was in flight: a request head is arriving.
+    head_started: AtomicU64,
+    /// Since when hal0 has been waiting to write (the client does not take the response).
+    write_blocked: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        let now = now_ms().max(1);
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            last_io: AtomicU64::new(now),
+            idle_since: AtomicU64::new(now),
+            head_started: AtomicU64::new(0),
+            write_blocked: AtomicU64::new(0),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    fn request_started(self: &Arc<Self>) -> RequestGuard {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_started.store(0, Ordering::Release);
+        RequestGuard(self.clone())
+    }
+
+    fn read(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let now = now_ms().max(1);
+        self.last_io.store(now, Ordering::Relaxed);
+        if self.in_flight() == 0 {
+            let _ = self
+                .head_started
+                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    fn wrote(&self, blocked: bool) {
+        let now = now_ms().max(1);
+        if blocked {
+            let _ =
+                self.write_blocked
+                    .compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
+        } else {
+            self.write_blocked.store(0, Ordering::Release);
+            self.last_io.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Why the connection should be closed now, if it should.
+    fn expired(&self, limits: &Limits) -> Option<&'static str> {
+        let now = now_ms();
+        let older = |t: u64, d: Duration| t != 0 && now.saturating_sub(t) >= d.as_millis() as u64;
+        if self.in_flight() == 0 {
+            let head = self.head_started.load(Ordering::Acquire);
+            if head != 0 {
+                return older(head, limits.header_timeout)
+                    .then_some("the request head did not arrive within header_timeout");
+            }
+            let idle = self
+                .idle_since
+                .load(Ordering::Acquire)
+                .max(self.last_io.load(Ordering::Relaxed));
+            return older(idle, limits.idle_timeout)
+                .then_some("no request within client_idle_timeout");
+        }
+        let blocked = self.write_blocked.load(Ordering::Acquire);
+        let last = self.last_io.load(Ordering::Relaxed);
+        (older(blocked, limits.idle_timeout) && older(last, limits.idle_timeout))
+            .then_some("the client took no data for client_idle_timeout")
+    }
+
+    /// When to look again: often enough to close within a fraction of the shortest limit.
+    fn next_check(&self, limits: &Limits) -> Duration {
+        let shortest = limits.header_timeout.min(limits.idle_timeout);
+        (shortest / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+}
+
+/// Counts a request as in flight until its response body is finished or dropped.
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle_since.store(now_ms().max(1), Ordering::Release);
+            self.0.head_started.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// A response body carrying its request's [`RequestGuard`].
+struct Guarded {
+    inner: Body,
+    _guard: RequestGuard,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The request body, failing when it has not all arrived within the body timeout.
+pub struct TimedBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+/// A request body that did not arrive in time; the gateway answers it with 408.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within server.body_timeout ({0:?})")]
+pub struct BodyTimeout(pub Duration);
+
+impl TimedBody {
+    fn new(inner: Incoming, limit: Duration) -> Self {
+        TimedBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        }
+    }
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let limit = self.limit;
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout(limit)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        hyper::body::Body::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        hyper::body::Body::size_hint(&self.inner)
+    }
+}
+
+/// Whether `e` (or one of its sources) is a [`BodyTimeout`].
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<BodyTimeout>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The client socket, noting every byte that moves.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            self.activity.read(buf.filled().len() - before);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.wrote(r.is_pending());
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.wrote(r.is_pending());
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A streamed response body that ends with `last` (an SSE error event) once `cut` is set.
+pub struct Cuttable {
+    inner: Body,
+    cut: Pin<Box<dyn Future<Output = ()> + Send>>,
+    last: Option<Bytes>,
+    ended: bool,
+}
+
+impl Cuttable {
+    pub fn new(inner: Body, mut cut: watch::Receiver<bool>, last: Bytes) -> Self {
+        let cut = Box::pin(async move {
+            if cut.wait_for(|c| *c).await.is_err() {
+                // Nobody will ever cut (no sender): never.
+                std::future::pending::<()>().await;
+            }
+        });
+        Cuttable {
+            inner,
+            cut,
+            last: Some(last),
+            ended: false,
+        }
+    }
+}
+
+impl hyper::body::Body for Cuttable {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if self.cut.as_mut().poll(cx).is_ready() {
+            self.ended = true;
+            return Poll::Ready(self.last.take().map(|b| Ok(Frame::data(b))));
+        }
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            self.ended = true;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+}
+
+/// Reads a whole request body, up to `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ReadBodyError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(ReadBodyError::TooLarge)
+            } else if is_body_timeout(&*e) {
+                Err(ReadBodyError::TimedOut(e.to_string()))
+            } else {
+                Err(ReadBodyError::Failed(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadBodyError {
+    #[error("the request body is too large")]
+    TooLarge,
+    #[error("{0}")]
+    TimedOut(String),
+    #[error("cannot read the request body: {0}")]
+    Failed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_back_off_up_to_a_second_and_reset_on_success() {
+        let mut b = AcceptBackoff::default();
+        let waits: Vec<u128> = (0..10).map(|_| b.failed().as_millis()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        b.succeeded();
+        assert_eq!(b.failed().as_millis(), 5);
+    }
+}
