@@ -163,9 +163,10 @@ fn show_redacts_secrets() {
     assert_eq!(env["db_password"], "<redacted>");
     assert_eq!(env["LLAMA_ARG_THREADS"], "8");
     assert_eq!(v["providers"]["llama.cpp"]["env"]["HF_TOKEN"], "<redacted>");
+    // (Credentials in an upstream URL are refused: tests/api_guard.rs.)
     assert_eq!(
         v["slots"]["openrouter"]["upstream"],
-        "https://user:<redacted>@openrouter.ai/api/v1"
+        "https://openrouter.ai/api/v1"
     );
     assert_eq!(
         v["slots"]["openrouter"]["api_key_env"],
