@@ -67,7 +67,7 @@ impl Action {
             | Action::Drain { slot, .. }
             | Action::Undrain { slot }
             | Action::Abandon { slot } => slot,
-            | Action::HoldRequests { slot, .. } => slot,
+            Action::HoldRequests { slot, .. } => slot,
         }
     }
 }
