@@ -67,9 +67,14 @@ pub fn replace_if_unchanged(path: &Path, base: &str, text: &str) -> std::io::Res
 /// A writer that opened the file before the exchange (a shell's `>>`) may still write to it
 /// under its new name, so the comparison waits until no other process has it open.
 fn after_exchange(tmp: &Path, target: &Path, base: &str, text: &str) -> std::io::Result<Replaced> {
-    wait_until_closed(tmp);
-    let displaced = read_to_string(tmp)?;
-    if displaced == base {
+    // A race shows at once in most cases: put the other edit back without delay, so that the
+    // moment our version stands in its place is as short as can be.
+    let mut raced = read_to_string(tmp)? != base;
+    if !raced {
+        wait_until_closed(tmp);
+        raced = read_to_string(tmp)? != base;
+    }
+    if !raced {
         return Ok(Replaced::Done);
     }
     exchange(tmp, target)?;
