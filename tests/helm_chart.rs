@@ -4,13 +4,14 @@
 //! Covered: `helm lint --strict` with the default and with other values; `helm template` of
 //! release hal0 equals `kubectl kustomize deploy/` (names, RBAC rules, workloads, CRD; labels
 //! aside); other values (device plugins off, a sample Slot, a custom image, a one-namespace
-//! controller); bad values refused by values.schema.json, which takes exactly the controller
-//! configs `hal0 controller` takes; `helm install` with the testenv's kubeconfig, as a
-//! user runs it, kwok running the pods; two releases side by side, a second release of the same
-//! name refused, an uninstall that leaves the other release alone; `hal0 controller` and the
+//! controller); bad values refused by values.schema.json, which agrees with `hal0 controller`
+//! on a table of controller configs; `helm install` with the testenv's kubeconfig, as a user
+//! runs it, kwok running the pods; releases side by side, a second release of the same name
+//! refused, an uninstall that leaves the others alone; `hal0 controller` and the
 //! gateway running as a release's ServiceAccounts (the chart's RBAC is enough, cluster-wide and
 //! one-namespace); the documented CRD upgrade step (docs/kubernetes.md) over a release
-//! installed with an older CRD.
+//! installed with an older CRD; every helm/kubectl line of docs/kubernetes.md's helm blocks, run
+//! as written.
 
 mod cluster;
 
@@ -338,9 +339,9 @@ fn merge(a: &mut Value, b: &Value) {
     }
 }
 
-/// The schema of `controller.config` and the controller (`ClusterConfig`) agree: helm
-/// accepts a config exactly when `hal0 controller` would, so a typo fails `helm install`
-/// instead of crash-looping the controller.
+/// The schema of `controller.config` and the controller (`ClusterConfig`) agree on a table of
+/// configs: helm accepts each exactly when `hal0 controller` would, so a typo fails `helm
+/// install` instead of crash-looping the controller.
 #[test]
 fn the_schema_takes_the_controller_configs_hal0_takes() {
     let defaults: Value = serde_yaml::from_str(
@@ -502,7 +503,7 @@ fn crd_upgrade_scenario() {
     ok(
         helm_kube(&[
             "install",
-            "hal0",
+            "up",
             &old_chart,
             "-n",
             &ns,
@@ -530,15 +531,7 @@ fn crd_upgrade_scenario() {
     );
 
     ok(
-        helm_kube(&[
-            "upgrade",
-            "hal0",
-            CHART,
-            "-n",
-            &ns,
-            "--wait",
-            "--timeout=2m",
-        ]),
+        helm_kube(&["upgrade", "up", CHART, "-n", &ns, "--wait", "--timeout=2m"]),
         "helm upgrade",
     );
     assert!(!has_priority(), "helm upgrade never touches the CRD");
@@ -588,7 +581,7 @@ fn crd_upgrade_scenario() {
     ok(
         helm_kube(&[
             "upgrade",
-            "hal0",
+            "up",
             CHART,
             "-n",
             &ns,
@@ -916,4 +909,95 @@ async fn a_release_service_accounts_run_the_controller_and_gateway() {
     let out = c.apply(&ns_n, &slot_yaml("local", "  autoload: true\n"));
     assert!(out.ok(), "{}", out.stderr);
     slot_phase(&ns_n, "local", "ready").await;
+}
+
+/// The `helm` and `kubectl` lines of docs/kubernetes.md's shell blocks that mention helm, run as
+/// written (with the test cluster's kubeconfig), block after block: install, install with an
+/// image, the CRD-first upgrade.
+#[test]
+fn the_documented_helm_commands_work() {
+    let c = cluster_ready();
+    let docs = std::fs::read_to_string(repo().join("docs/kubernetes.md")).expect("docs");
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in docs.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```sh") => current = Some(Vec::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(lines), l) => {
+                // A continuation joins the previous line.
+                match lines.last_mut() {
+                    Some(prev) if prev.ends_with('\\') => {
+                        prev.pop();
+                        prev.push_str(l.trim_start());
+                    }
+                    _ => lines.push(l.to_string()),
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    let blocks: Vec<Vec<String>> = blocks
+        .into_iter()
+        .filter(|b| b.iter().any(|l| l.starts_with("helm ")))
+        .map(|b| {
+            b.into_iter()
+                .map(|l| l.split(" # ").next().unwrap_or_default().trim().to_string())
+                .filter(|l| l.starts_with("helm ") || l.starts_with("kubectl "))
+                .collect()
+        })
+        .collect();
+    assert!(
+        blocks.len() >= 3,
+        "install, image and upgrade blocks: {blocks:?}"
+    );
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-home");
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for block in &blocks {
+        if block.iter().any(|l| l.starts_with("helm install hal0 "))
+            && helm_kube(&["status", "hal0", "-n", "hal0"]).ok()
+        {
+            ok(
+                helm_kube(&["uninstall", "hal0", "-n", "hal0", "--wait"]),
+                "helm uninstall hal0 (between documented installs)",
+            );
+        }
+        for cmd in block {
+            let out = Command::new("sh")
+                .args(["-c", cmd])
+                .current_dir(repo())
+                .env("PATH", &path)
+                .env("KUBECONFIG", &c.kubeconfig)
+                .env("HELM_CONFIG_HOME", home.join("config"))
+                .env("HELM_CACHE_HOME", home.join("cache"))
+                .env("HELM_DATA_HOME", home.join("data"))
+                .stdin(Stdio::null())
+                .output()
+                .expect("sh");
+            assert!(
+                out.status.success(),
+                "docs/kubernetes.md: `{cmd}` failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let dep = c.kubectl(&[
+        "get",
+        "deployment",
+        "hal0-controller",
+        "-n",
+        "hal0",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(
+        dep.stdout,
+        format!("registry.example/hal0:{}", env!("CARGO_PKG_VERSION")),
+        "the documented image.repository survives the documented upgrade"
+    );
 }
