@@ -165,6 +165,7 @@ async fn slot_commands_manage_a_running_hal0_without_touching_the_toml_by_hand()
     let o = run(c(&["slot", "status", "fast"])).await;
     let (out, _) = text(&o);
     assert!(out.contains("state:") && out.contains("ready"), "{out}");
+    assert!(out.contains(&format!("config:       {cfg}")), "{out}");
     assert!(
         out.lines()
             .any(|l| l.starts_with("pid:") && l.trim_end() != "pid:          -"),

@@ -268,6 +268,9 @@ async fn status(d: &Daemon, name: &str, json: bool) -> anyhow::Result<ExitCode> 
     for (k, val) in lines {
         println!("{:13} {val}", format!("{k}:"));
     }
+    if let Ok(c) = d.get("/api/config").await {
+        println!("{:13} {}", "config:", s(&c, "path"));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
