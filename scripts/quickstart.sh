@@ -16,7 +16,8 @@
 #     -d '{"model":"primary","messages":[{"role":"user","content":"Say hi"}]}'
 #   hal0 slot list
 #
-# Env: HAL0_QUICKSTART_NO_SERVE=1 stops after step 3 (for scripts and tests).
+# Env: HAL0_QUICKSTART_NO_SERVE=1 stops after step 3 (for scripts and tests);
+#      HAL0_QUICKSTART_BIN=/path/to/hal0 skips step 2 and uses that binary (tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,30 +35,35 @@ took "$t"
 
 t=$SECONDS
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
-log "2/4 hal0: cargo install --path . --bin hal0 (first run: several minutes on 2 cores; then seconds)"
-# Built in ./target so later runs are incremental; installed as $cargo_home/bin/hal0.
-CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} \
-    cargo install --locked --force --path . --bin hal0
-hal0_bin=$cargo_home/bin/hal0
-[ -x "$hal0_bin" ] || die "cargo install did not produce $hal0_bin"
-on_path=$(command -v hal0 || true)
-if [ "$on_path" != "$hal0_bin" ]; then
-    # $cargo_home/bin is not on PATH (or another hal0 comes first): link it where PATH looks.
-    case ":$PATH:" in
-    *:/usr/local/bin:*) if [ -w /usr/local/bin ]; then link=/usr/local/bin/hal0; fi ;;
-    esac
-    if [ -z "${link:-}" ]; then
-        link=$HOME/.local/bin/hal0
-        mkdir -p "$HOME/.local/bin"
+if [ -n "${HAL0_QUICKSTART_BIN:-}" ]; then
+    hal0_bin=$HAL0_QUICKSTART_BIN
+    log "2/4 hal0: using $hal0_bin (HAL0_QUICKSTART_BIN)"
+else
+    log "2/4 hal0: cargo install --path . --bin hal0 (first run: several minutes on 2 cores; then seconds)"
+    # Built in ./target so later runs are incremental; installed as $cargo_home/bin/hal0.
+    CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} \
+        cargo install --locked --force --path . --bin hal0
+    hal0_bin=$cargo_home/bin/hal0
+    [ -x "$hal0_bin" ] || die "cargo install did not produce $hal0_bin"
+    on_path=$(command -v hal0 || true)
+    if [ "$on_path" != "$hal0_bin" ]; then
+        # $cargo_home/bin is not on PATH (or another hal0 comes first): link it where PATH looks.
+        case ":$PATH:" in
+        *:/usr/local/bin:*) if [ -w /usr/local/bin ]; then link=/usr/local/bin/hal0; fi ;;
+        esac
+        if [ -z "${link:-}" ]; then
+            link=$HOME/.local/bin/hal0
+            mkdir -p "$HOME/.local/bin"
+        fi
+        ln -sfn "$hal0_bin" "$link"
+        log "    linked $link -> $hal0_bin"
+        case ":$PATH:" in
+        *":$(dirname "$link"):"*) ;;
+        *) log "    NOTE: $(dirname "$link") is not on your PATH; add it: export PATH=\"$(dirname "$link"):\$PATH\"" ;;
+        esac
     fi
-    ln -sfn "$hal0_bin" "$link"
-    log "    linked $link -> $hal0_bin"
-    case ":$PATH:" in
-    *":$(dirname "$link"):"*) ;;
-    *) log "    NOTE: $(dirname "$link") is not on your PATH; add it: export PATH=\"$(dirname "$link"):\$PATH\"" ;;
-    esac
+    log "    hal0 is $(command -v hal0 || echo "$hal0_bin") ($("$hal0_bin" --version))"
 fi
-log "    hal0 is $(command -v hal0 || echo "$hal0_bin") ($("$hal0_bin" --version))"
 took "$t"
 
 config=${HAL0_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/hal0/hal0.toml}
