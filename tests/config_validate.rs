@@ -810,3 +810,53 @@ provder = \"llama.cpp\"
         ]
     );
 }
+
+#[test]
+fn turn_and_answer_check_settings_are_checked() {
+    let slot = "[slots.primary]\nprovider = \"llama.cpp\"\nmodel = \"/m.gguf\"\n";
+    let cases: Vec<(&str, String, Vec<Want>)> = vec![
+        (
+            "min_residency needs a unit",
+            format!("{slot}min_residency = \"10\"\n"),
+            vec![(4, 17, "slots.primary.min_residency", &["missing unit"])],
+        ),
+        (
+            "max_wait needs a unit",
+            "[server]\nmax_wait = 60\n".to_string(),
+            vec![(2, 12, "server.max_wait", &["expected a string"])],
+        ),
+        (
+            "probe with a prompt but no expect",
+            format!("{slot}probe = {{ prompt = \"Say hi.\" }}\n"),
+            vec![(
+                4,
+                9,
+                "slots.primary.probe",
+                &["prompt is set without expect", "probe = {}"],
+            )],
+        ),
+        (
+            "probe with an unknown key",
+            format!("{slot}probe = {{ prompt = \"x\", expect = \"y\", answer = \"z\" }}\n"),
+            vec![(4, 39, "slots.primary.probe.answer", &["unknown key \"answer\""])],
+        ),
+        (
+            "probe on an embeddings slot",
+            "[slots.embed]\nprovider = \"llama.cpp\"\nmodel = \"/m.gguf\"\nprobe = {}\n"
+                .to_string(),
+            vec![(4, 9, "slots.embed.probe", &["only applies to chat slots"])],
+        ),
+        (
+            "min_residency and probe on an upstream",
+            "[slots.cloud]\nprovider = \"openai-compatible\"\nupstream = \"https://x.invalid/v1\"\nmin_residency = \"1s\"\nprobe = {}\n"
+                .to_string(),
+            vec![
+                (4, 1, "slots.cloud.min_residency", &["only applies to slots that run a process"]),
+                (5, 1, "slots.cloud.probe", &["only applies to slots that run a process"]),
+            ],
+        ),
+    ];
+    for (case, text, want) in &cases {
+        check(case, text, want);
+    }
+}

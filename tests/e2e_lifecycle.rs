@@ -455,3 +455,41 @@ async fn an_explicit_load_nobody_waits_for_is_not_cancelled() {
         "the load ran to the end"
     );
 }
+
+/// `probe`: a provider that is healthy but answers garbage fails its load with what it said;
+/// one whose answer contains `expect` serves.
+#[tokio::test]
+async fn the_answer_check_fails_a_load_that_answers_garbage() {
+    // The fake answers "fake reply to: <prompt>": not "Paris".
+    let body = format!(
+        "{}{}{}",
+        fake_provider(&[]),
+        fake_slot("primary", "probe = {}"),
+        fake_slot(
+            "echo",
+            "probe = { prompt = \"Say ping.\", expect = \"PING\" }"
+        )
+    );
+    let h = Hal0::start("", &body).await;
+    let r = h.chat("primary", "hi").await;
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "slot_load_failed", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("answer check failed")
+            && msg.contains("\"Paris\"")
+            && msg.contains("the model said \"fake reply to: What is the capital of France?"),
+        "{msg}"
+    );
+    let st = h.status("primary").await.unwrap();
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("answer check failed"),
+        "{st}"
+    );
+
+    assert_eq!(h.chat("echo", "hi").await.status(), 200);
+}

@@ -255,3 +255,34 @@ async fn sigkill_of_hal0_leaves_no_provider_behind_and_the_next_start_works() {
     })
     .await;
 }
+
+/// `probe = {}`: SmolLM2 knows the capital of France, so the built-in answer check passes; an
+/// expectation it does not meet fails the load, and the error shows what it said.
+#[tokio::test]
+async fn the_answer_check_runs_against_the_real_model() {
+    let body = format!(
+        "{}{}{}",
+        provider(),
+        slot("primary", "probe = {}"),
+        slot(
+            "wrong",
+            "probe = { prompt = \"What is the capital of France? Answer with one word.\", expect = \"Madrid\" }"
+        )
+    );
+    let h = Hal0::start("", &body).await;
+    let answer = chat_text(&h, "primary").await;
+    assert!(!answer.is_empty());
+
+    let r = h.chat("wrong", "Say hello.").await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("answer check failed") && msg.contains("\"Madrid\""),
+        "{msg}"
+    );
+    assert!(
+        msg.to_lowercase().contains("paris"),
+        "what the model said: {msg}"
+    );
+}

@@ -6,10 +6,12 @@ use std::ops::Range;
 
 use super::diagnostic::Sink;
 use super::spans::{At, Field, KeySpans, Node, Table, join, type_name};
-use crate::model::{BUILTIN_SLOTS, Device, ProviderKind, Role, SlotName, SlotSpec, UpstreamAuth};
+use crate::model::{
+    AnswerProbe, BUILTIN_SLOTS, Device, ProviderKind, Role, SlotName, SlotSpec, UpstreamAuth,
+};
 
 /// The keys allowed in a slot table; one per `SlotSpec` field.
-pub(crate) const SLOT_KEYS: [&str; 18] = [
+pub(crate) const SLOT_KEYS: [&str; 19] = [
     "provider",
     "model",
     "role",
@@ -23,6 +25,7 @@ pub(crate) const SLOT_KEYS: [&str; 18] = [
     "priority",
     "pinned",
     "min_residency",
+    "probe",
     "memory",
     "upstream",
     "api_key_env",
@@ -135,6 +138,7 @@ pub(crate) fn read(
             "role" => spec.role = role(sink, &f),
             "idle_timeout" => spec.idle_timeout = f.duration(sink),
             "min_residency" => spec.min_residency = f.duration(sink),
+            "probe" => spec.probe = probe(sink, &f),
             "device" => spec.device = device(sink, &f),
             "args" => spec.args = args(sink, &f).unwrap_or_default(),
             "env" => spec.env = f.string_map(sink).unwrap_or_default(),
@@ -178,6 +182,37 @@ pub(crate) fn read(
             ..spec
         },
     })
+}
+
+/// `probe = { prompt = "...", expect = "..." }` (both or neither; `{}` is the built-in check).
+fn probe(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<AnswerProbe> {
+    let table = Table::of(sink, f.node, f.path.clone())?;
+    table.deny_unknown(sink, &["prompt", "expect"]);
+    let prompt = table.field("prompt");
+    let expect = table.field("expect");
+    let both = match (&prompt, &expect) {
+        (Some(_), None) => Some(("prompt", "expect", "the text its answer must contain")),
+        (None, Some(_)) => Some(("expect", "prompt", "the message to send")),
+        _ => None,
+    };
+    if let Some((given, missing, what)) = both {
+        f.error(
+            sink,
+            format!(
+                "{given} is set without {missing}: set {missing} too ({what}), or leave both out                  (probe = {{}}) for the built-in check"
+            ),
+        );
+        return None;
+    }
+    let prompt = match prompt {
+        Some(p) => Some(p.non_empty_string(sink)?),
+        None => None,
+    };
+    let expect = match expect {
+        Some(e) => Some(e.non_empty_string(sink)?),
+        None => None,
+    };
+    Some(AnswerProbe { prompt, expect })
 }
 
 fn role(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<Role> {

@@ -15,7 +15,7 @@ use crate::model::{ProviderKind, Role};
 pub(crate) const UPSTREAM_ONLY: [&str; 4] = ProviderKind::UPSTREAM_ONLY_FIELDS;
 
 /// Keys that only mean something for slots that run a process.
-pub(crate) const PROCESS_ONLY: [&str; 6] = ProviderKind::PROCESS_ONLY_FIELDS;
+pub(crate) const PROCESS_ONLY: [&str; 7] = ProviderKind::PROCESS_ONLY_FIELDS;
 
 /// Check every cross-field and cross-slot rule.
 pub(crate) fn check(sink: &mut Sink<'_>, doc: &Document) {
@@ -23,6 +23,7 @@ pub(crate) fn check(sink: &mut Sink<'_>, doc: &Document) {
         roles(sink, slot);
         required_keys(sink, slot);
         misplaced_keys(sink, slot);
+        probe_role(sink, slot);
         memory_fits(sink, doc, slot);
     }
     ports(sink, doc);
@@ -155,6 +156,20 @@ fn misplaced_keys(sink: &mut Sink<'_>, slot: &SlotRead) {
         if let Some(spans) = slot.fields.get(key) {
             sink.error(spans.key.clone(), slot.field_path(key), why.clone());
         }
+    }
+}
+
+/// The answer check sends a chat completion: only chat slots can take it.
+fn probe_role(sink: &mut Sink<'_>, slot: &SlotRead) {
+    let role = slot.spec.effective_role(slot.builtin_role());
+    if slot.has("probe") && slot.spec.provider.runs_process() && role != Role::Chat {
+        sink.error(
+            slot.value_span("probe"),
+            slot.field_path("probe"),
+            format!(
+                "the answer check sends a chat completion, and this slot serves {role}; remove                  probe (it only applies to chat slots)"
+            ),
+        );
     }
 }
 

@@ -18,10 +18,12 @@ use tokio::time::Instant;
 pub use activity::{Activity, ActivityTracker};
 
 use crate::core::{self, Action, Event, ObservedSlot, RestartPolicy, StatusMap, Time};
-use crate::model::{DesiredState, LaunchSpec, Phase, RoutingTable, SlotName, SlotSpec};
+use crate::model::{DesiredState, LaunchSpec, Phase, Role, RoutingTable, SlotName, SlotSpec};
 use crate::providers::{self, ModelRef, expand_home};
 use crate::runtime::RuntimeEvent;
-use crate::runtime::process::{LogBuffer, ProcessRuntime, PullJob, RuntimeConfig};
+use crate::runtime::process::{
+    AnswerCheck, LogBuffer, ProcessRuntime, PullJob, Readiness, RuntimeConfig,
+};
 
 /// What the rest of hal0 uses to talk to the controller. Cheap to clone.
 #[derive(Clone)]
@@ -407,8 +409,24 @@ impl Controller {
             }
             _ => (providers::build_command(launch, &models_dir), None),
         };
+        // The answer check (`probe`) is for chat slots; validation refuses it elsewhere.
+        let answer = self
+            .desired
+            .slots
+            .get(slot)
+            .filter(|s| s.effective_role(slot.builtin_role()) == Role::Chat)
+            .and_then(|s| {
+                s.probe.clone().map(|probe| AnswerCheck {
+                    probe,
+                    model: s.model_id(),
+                })
+            });
+        let ready = Readiness {
+            health_path: health.to_string(),
+            answer,
+        };
         self.runtime
-            .start(slot, generation, command, health, launch.port, pull);
+            .start(slot, generation, command, ready, launch.port, pull);
     }
 
     fn publish(&mut self) {

@@ -73,8 +73,15 @@ impl ProviderKind {
         ["upstream", "api_key_env", "auth", "models"];
 
     /// Slot fields that only mean something for slots that run a process.
-    pub const PROCESS_ONLY_FIELDS: [&'static str; 6] =
-        ["port", "args", "env", "device", "memory", "min_residency"];
+    pub const PROCESS_ONLY_FIELDS: [&'static str; 7] = [
+        "port",
+        "args",
+        "env",
+        "device",
+        "memory",
+        "min_residency",
+        "probe",
+    ];
 
     /// Whether this provider runs a local process (everything but external upstreams).
     pub fn runs_process(self) -> bool {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ByteSize, Device, HumanDuration, ProviderKind, Role, UpstreamAuth};
+use super::{AnswerProbe, ByteSize, Device, HumanDuration, ProviderKind, Role, UpstreamAuth};
 
 /// Default priority: the middle of 0–100.
 pub const DEFAULT_PRIORITY: u8 = 50;
@@ -77,6 +77,12 @@ pub struct SlotSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_residency: Option<HumanDuration>,
 
+    /// Chat slots: check an answer before the slot is ready. After `/health` passes, one short
+    /// completion of `prompt` must contain `expect` (case-insensitive), or the load fails showing
+    /// what the model said. `{}` uses the built-in check (the capital of France: Paris).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<AnswerProbe>,
+
     /// Memory footprint estimate, overriding the one derived from the model file size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<ByteSize>,
@@ -119,6 +125,7 @@ impl SlotSpec {
             priority: None,
             pinned: false,
             min_residency: None,
+            probe: None,
             memory: None,
             upstream: None,
             api_key_env: None,

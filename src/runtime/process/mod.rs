@@ -10,6 +10,7 @@
 //! - `pulling`  downloading a missing model before the start (server.pull_on_load)
 //! - `pidfiles`   pid files per slot, to kill leftovers of a hal0 that did not exit cleanly
 
+mod answer;
 mod health;
 mod kill;
 mod logs;
@@ -27,6 +28,15 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+pub use answer::AnswerCheck;
+
+/// When a started provider counts as ready: its health path answers 200, then (if set) the
+/// answer check passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub health_path: String,
+    pub answer: Option<AnswerCheck>,
+}
 pub use logs::LogBuffer;
 pub use pidfiles::reap_orphans;
 pub use pulling::PullJob;
@@ -98,18 +108,14 @@ impl ProcessRuntime {
         slot: &SlotName,
         generation: u64,
         command: Result<Command, providers::ProviderError>,
-        health_path: &str,
+        ready: Readiness,
         port: u16,
         pull: Option<PullJob>,
     ) {
         match command {
-            Ok(command) => self.supervisor(slot).start(
-                generation,
-                command,
-                port,
-                health_path.to_string(),
-                pull,
-            ),
+            Ok(command) => self
+                .supervisor(slot)
+                .start(generation, command, port, ready, pull),
             Err(e) => {
                 let _ = self.events.send(RuntimeEvent {
                     slot: slot.clone(),

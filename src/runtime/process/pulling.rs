@@ -30,7 +30,7 @@ pub struct Pulling {
     pub task: JoinHandle<Result<(), String>>,
     pub command: Command,
     pub port: u16,
-    pub health_path: String,
+    pub ready: super::Readiness,
 }
 
 /// Progress events go out at most this often.

@@ -11,7 +11,7 @@ use super::health::Probe;
 use super::logs::LogBuffer;
 use super::pulling::{self, PullJob, Pulling};
 use super::spawn::{Child, spawn};
-use super::{RuntimeConfig, kill, pidfiles};
+use super::{AnswerCheck, Readiness, RuntimeConfig, kill, pidfiles};
 use crate::core::Event;
 use crate::model::SlotName;
 use crate::providers::Command;
@@ -22,7 +22,7 @@ enum Cmd {
         generation: u64,
         command: Command,
         port: u16,
-        health_path: String,
+        ready: Box<Readiness>,
         pull: Option<PullJob>,
     },
     Stop {
@@ -64,14 +64,14 @@ impl SupervisorHandle {
         generation: u64,
         command: Command,
         port: u16,
-        health_path: String,
+        ready: Readiness,
         pull: Option<PullJob>,
     ) {
         let _ = self.tx.send(Cmd::Start {
             generation,
             command,
             port,
-            health_path,
+            ready: Box::new(ready),
             pull,
         });
     }
@@ -105,6 +105,8 @@ struct Running {
     generation: u64,
     port: u16,
     probe: Probe,
+    /// Asked once health passes, before the process counts as ready.
+    answer: Option<AnswerCheck>,
     ready: bool,
     started: Instant,
     failed_probes: u32,
@@ -120,6 +122,9 @@ struct Supervisor {
     pulling: Option<Pulling>,
 }
 
+/// The answer check gets the rest of load_timeout, but at least this long.
+const ANSWER_TIMEOUT_MIN: Duration = Duration::from_secs(10);
+
 /// How often a loading process is probed: often, so a ready model is served at once.
 const LOADING_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -130,14 +135,14 @@ impl Supervisor {
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(Cmd::Start { generation, command, port, health_path, pull }) => {
+                    Some(Cmd::Start { generation, command, port, ready, pull }) => {
                         self.stop_current().await;
                         match pull {
                             Some(job) => {
                                 let task = pulling::begin(self.slot.clone(), generation, job, self.events.clone());
-                                self.pulling = Some(Pulling { generation, task, command, port, health_path });
+                                self.pulling = Some(Pulling { generation, task, command, port, ready: *ready });
                             }
-                            None => self.start(generation, command, port, health_path),
+                            None => self.start(generation, command, port, *ready),
                         }
                     }
                     Some(Cmd::Stop { generation }) => {
@@ -159,7 +164,7 @@ impl Supervisor {
                 pulled = pulling::wait(&mut self.pulling) => {
                     if let Some(p) = self.pulling.take() {
                         match pulled {
-                            Ok(()) => self.start(p.generation, p.command, p.port, p.health_path),
+                            Ok(()) => self.start(p.generation, p.command, p.port, p.ready),
                             Err(message) => {
                                 tracing::warn!(slot = %self.slot, "{message}");
                                 self.emit(Event::Failed { generation: p.generation, message });
@@ -181,7 +186,7 @@ impl Supervisor {
         }
     }
 
-    fn start(&mut self, generation: u64, command: Command, port: u16, health_path: String) {
+    fn start(&mut self, generation: u64, command: Command, port: u16, ready: Readiness) {
         if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             let message = format!(
                 "port {port} is already in use by another process ({e}); pin another port or free it"
@@ -204,7 +209,8 @@ impl Supervisor {
                     child,
                     generation,
                     port,
-                    probe: Probe::new(port, &health_path),
+                    probe: Probe::new(port, &ready.health_path),
+                    answer: ready.answer,
                     ready: false,
                     started: Instant::now(),
                     failed_probes: 0,
@@ -245,6 +251,22 @@ impl Supervisor {
             return;
         };
         if !run.ready {
+            if ok && let Some(check) = run.answer.take() {
+                let port = run.port;
+                let left = self
+                    .config
+                    .load_timeout
+                    .saturating_sub(run.started.elapsed());
+                let verdict = check.run(port, left.max(ANSWER_TIMEOUT_MIN)).await;
+                if let Err(message) = verdict {
+                    self.fail_current(message).await;
+                    return;
+                }
+                tracing::info!(slot = %self.slot, "answer check passed");
+            }
+            let Some(run) = self.current.as_mut() else {
+                return;
+            };
             if ok {
                 run.ready = true;
                 run.started = Instant::now();
