@@ -1,7 +1,9 @@
 //! The file source: watches `hal0.toml` with `notify` on its directory (editors and ConfigMaps
 //! replace files by rename or symlink swap, which a watch on the file itself would miss) plus a
-//! poll fallback, debounces bursts of events, and publishes each valid new version. An invalid
-//! edit is logged with every error and changes nothing.
+//! poll fallback, reads the file on the first event of a burst and again when the burst ends,
+//! and publishes each valid new version. A version that would stop or restart slots, or is
+//! invalid, must stay in the file for [`SETTLE`] first (a file caught mid-write stops nothing).
+//! An invalid edit is then logged with every error and changes nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -257,8 +259,12 @@ impl FileSource {
             tokio::select! {
                 _ = &mut shutdown => return,
                 Some(()) = events.recv() => {
-                    // Debounce: wait for a quiet moment, so a save in several writes is read
-                    // once; but never longer than a second, however busy the directory is.
+                    // Read at once: a rename-save is complete when its event arrives, and a
+                    // version caught mid-write that would stop slots (or is invalid) is held
+                    // until it settles anyway. Then debounce: wait for a quiet moment and read
+                    // again, so the end of a save in several writes is not missed; but never
+                    // longer than a second, however busy the directory is.
+                    recheck = self.publisher.check().map(|d| Instant::now() + d);
                     let until = Instant::now() + MAX_DEBOUNCE;
                     while Instant::now() < until
                         && let Ok(Some(())) = tokio::time::timeout(self.debounce, events.recv()).await
@@ -281,6 +287,9 @@ impl FileSource {
         // and Kubernetes ConfigMap swaps (`..data`, `..2024_...`) matter.
         let handler = move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else { return };
+            if !changes_content(&event.kind) {
+                return;
+            }
             let relevant = event.paths.is_empty()
                 || event.paths.iter().any(|p| match p.file_name() {
                     Some(f) => Some(f) == name.as_deref() || f.to_string_lossy().starts_with(".."),
@@ -308,9 +317,47 @@ impl FileSource {
     }
 }
 
+/// Whether an event can mean new content. Opening or reading the file does not: hal0 reads it
+/// itself (every check, every `/api` answer with a revision), and reacting to those reads kept
+/// the watcher in a debounce window of its own making, so a save waited for it to go quiet.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 async fn sleep_until_or_forever(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+
+    use super::changes_content;
+
+    #[test]
+    fn reading_the_file_is_not_a_change_but_writing_or_renaming_is() {
+        assert!(!changes_content(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::To
+        ))));
+        assert!(changes_content(&EventKind::Create(CreateKind::File)));
+        assert!(changes_content(&EventKind::Any));
     }
 }
