@@ -264,7 +264,7 @@ impl FileSource {
                     // until it settles anyway. Then debounce: wait for a quiet moment and read
                     // again, so the end of a save in several writes is not missed; but never
                     // longer than a second, however busy the directory is.
-                    recheck = self.publisher.check().map(|d| Instant::now() + d);
+                    self.publisher.check();
                     let until = Instant::now() + MAX_DEBOUNCE;
                     while Instant::now() < until
                         && let Ok(Some(())) = tokio::time::timeout(self.debounce, events.recv()).await
