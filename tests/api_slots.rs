@@ -322,6 +322,7 @@ async fn the_openapi_document_describes_every_endpoint_and_each_one_answers() {
         "/api/events",
         "/api/config",
         "/api/config/errors",
+        "/api/slots/{name}/file",
         "/api/rules",
         "/api/models/pull",
         "/api/models/pulls",

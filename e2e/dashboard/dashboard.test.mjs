@@ -133,6 +133,9 @@ try {
   log("Edit opens a form filled with the slot's fields and PATCHes only what changed");
   await card("fast").locator("button.edit-slot").click();
   await page.locator("#edit:not([hidden])").waitFor({ timeout: T });
+  assert.equal(await page.locator("#edit-conflict").isVisible(), false, "no conflict shown on open");
+  assert.equal(await page.locator("#edit-upstream").isVisible(), false, "no upstream field for llama.cpp");
+  assert.equal(await page.locator("#edit-args").isVisible(), true);
   assert.equal(await page.locator("#edit-idle").inputValue(), "30m");
   assert.equal(await page.locator("#edit-device").inputValue(), "cpu");
   assert.match(await page.locator("#edit-model").inputValue(), /^file:/);
@@ -158,7 +161,7 @@ try {
   assert.equal(file(), beforeConflict, "the stale edit wrote nothing");
   await shot("7-edit-conflict.png");
   await page.locator("#edit-reload").click();
-  await page.locator("#edit-conflict[hidden]").waitFor({ state: "attached", timeout: T });
+  await page.locator("#edit-conflict").waitFor({ state: "hidden", timeout: T });
   assert.equal(await page.locator("#edit-idle").inputValue(), "50m", "reload shows the file's values");
   await page.locator("#edit-priority").fill("60");
   await page.locator("#edit-submit").click();

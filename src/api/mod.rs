@@ -8,6 +8,7 @@
 //! - `slots`    GET /api/slots, GET /api/slots/{name}, POST load/unload
 //! - `write`    POST /api/slots, PUT/PATCH/DELETE /api/slots/{name}: edits of hal0.toml
 //! - `logs`     GET /api/slots/{name}/logs (tail, or follow as SSE)
+//! - `file_spec` GET /api/slots/{name}/file: the slot as the file has it now, with its revision
 //! - `events`   GET /api/events: SSE of slot state changes and config reloads
 //! - `config`   GET /api/config, GET /api/config/errors
 //! - `rules`    GET /api/rules: slot-name rules, providers and their roles, devices
@@ -18,6 +19,7 @@ mod auth;
 mod config;
 mod error;
 mod events;
+mod file_spec;
 mod logs;
 pub mod openapi;
 pub mod pulls;
@@ -88,6 +90,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/slots/{name}/load", post(slots::load))
         .route("/api/slots/{name}/unload", post(slots::unload))
         .route("/api/slots/{name}/logs", get(logs::logs))
+        .route("/api/slots/{name}/file", get(file_spec::get))
         .route("/api/events", get(events::events))
         .route("/api/config", get(config::state))
         .route("/api/config/errors", get(config::errors))

@@ -136,7 +136,7 @@ pub fn openapi() -> Value {
                 "responses": edit(json!({"200": ok("Written and applied", write_result.clone()), "404": err("No such slot in the file")}))},
             "delete": {"operationId": "deleteSlot", "summary": "Remove a slot's table from hal0.toml (a running slot is stopped)",
                 "parameters": [if_match, {"name": "revision", "in": "query", "required": false, "schema": {"type": "string"}}],
-                "responses": edit(json!({"200": ok("Written and applied", write_result), "404": err("No such slot in the file")}))}
+                "responses": edit(json!({"200": ok("Written and applied", write_result.clone()), "404": err("No such slot in the file")}))}
         },
         "/api/slots/{name}/load": {"parameters": [name.clone()], "post": {"operationId": "loadSlot",
             "summary": "Load the slot (also lifts a crash-loop); answers at once, follow /api/events",
@@ -160,6 +160,9 @@ pub fn openapi() -> Value {
             "responses": read(json!({"200": ok("The config state", s.of::<ConfigState>())}))}},
         "/api/config/errors": {"get": {"operationId": "configErrors", "summary": "Why the file's last edit was rejected (empty errors when it was applied)",
             "responses": read(json!({"200": ok("The config state", s.of::<ConfigState>())}))}},
+        "/api/slots/{name}/file": {"parameters": [name.clone()], "get": {"operationId": "slotInFile",
+            "summary": "The slot's fields as the config file has them now, with the file's revision: what an edit should start from (the applied spec of GET /api/slots may lag a hand edit)",
+            "responses": {"200": ok("The slot as written in the file", write_result.clone()), "404": err("No such slot in the file"), "422": err("The file has errors (details.diagnostics)")}}},
         "/api/rules": {"get": {"operationId": "rules", "summary": "What clients check before a write: the slot-name pattern, the built-in names and their roles, the providers and the roles each serves, the devices",
             "responses": read(json!({"200": ok("The rules", s.of::<super::rules::Rules>())}))}},
         "/api/models/pull": {"post": {"operationId": "pullModel", "summary": "Start downloading an hf: model into server.models_dir (joins a running pull of the same model); follow it with GET /api/models/pulls",

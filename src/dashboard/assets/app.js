@@ -345,12 +345,11 @@ function showEditFields() {
   document.querySelectorAll("#edit-form [data-for=upstream]").forEach((el) => { el.hidden = !upstream; });
 }
 
-/** The slot as the file has it now, and the file's revision. */
+/** The slot as the file has it now, and that file's revision (not the applied spec, which
+ * can lag a hand edit: a form filled from it would undo that edit). */
 async function freshSpec(name) {
-  const list = await api("GET", "/api/slots");
-  const v = list.slots.find((s) => s.name === name);
-  if (!v || !v.spec) throw new Error(`Slot "${name}" is no longer in hal0.toml.`);
-  return { spec: v.spec, revision: list.revision };
+  const w = await api("GET", `/api/slots/${encodeURIComponent(name)}/file`);
+  return { spec: w.spec, revision: w.revision };
 }
 
 async function openEdit(name) {
