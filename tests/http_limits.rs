@@ -171,6 +171,47 @@ async fn a_flowing_stream_is_not_idle() {
     assert!(text.contains("[DONE]"), "the stream was cut: {text}");
 }
 
+/// A client that stops taking a stream's data holds nothing for long: once hal0 has waited
+/// `client_idle_timeout` to write, the connection closes and the provider's stream is cancelled.
+#[tokio::test]
+async fn a_client_that_stops_reading_a_stream_is_dropped_after_the_idle_timeout() {
+    let events = tempfile::NamedTempFile::new().unwrap();
+    let ev = events.path().display().to_string();
+    // A fast, endless stream: the socket buffers fill within moments.
+    let flags = ["--stream-tokens", "100000000", "--events-file", &ev];
+    let body = format!(
+        "{}{}",
+        fake_provider(&flags),
+        fake_slot("primary", "autoload = true")
+    );
+    let h = Hal0::start(LIMITS, &body).await;
+    h.wait_phase("primary", "ready", T).await;
+    let a = addr(&h);
+    let mut s = TcpStream::connect(&a).unwrap();
+    let req = r#"{"model": "primary", "stream": true, "messages": []}"#;
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{req}",
+        req.len()
+    )
+    .unwrap();
+    // Read nothing; the provider's stream must be cancelled (hal0 dropped it) within bounds.
+    support::wait_for("the stalled stream to be dropped", T, || async {
+        std::fs::read_to_string(events.path())
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("stream-cancelled"))
+            .then_some(())
+    })
+    .await;
+    let st = support::wait_for("the request to leave the in-flight count", T, || async {
+        h.status("primary").await.filter(|s| s["in_flight"] == 0)
+    })
+    .await;
+    assert_eq!(st["phase"], "ready");
+    drop(s);
+}
+
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_and_idle_ones_make_room() {
     let h = Hal0::start(

@@ -21,7 +21,7 @@ async fn a_changed_slot_restarts_under_constant_load_and_no_request_fails() {
             fake_slot("primary", &format!("autoload = true\nargs = [{args}]"))
         )
     };
-    let h = Arc::new(Hal0::start("restart_drain = \"3s\"", &body("")).await);
+    let h = Arc::new(Hal0::start("", &body("")).await);
     let old = h
         .wait_phase("primary", "ready", Duration::from_secs(20))
         .await["pid"]
