@@ -65,6 +65,12 @@ async fn env_values_are_never_shown_by_the_api_the_event_stream_or_the_cli() {
     assert_eq!(v["slots"][0]["spec"]["env"]["PLAIN"], "<redacted>", "{v}");
     let (_, one) = curl(&[&h.url("/api/slots/primary")]);
     assert!(!one.contains(SECRET), "{one}");
+    let (status, file) = curl(&[&h.url("/api/slots/primary/file")]);
+    assert_eq!(status, 200, "{file}");
+    assert!(
+        file.contains("HF_TOKEN") && !file.contains(SECRET),
+        "{file}"
+    );
     // The event stream's snapshot (curl stops after a second of it).
     let out = Command::new("curl")
         .args(["-sS", "-N", "--max-time", "1", &h.url("/api/events")])

@@ -44,6 +44,7 @@ pub async fn get(
     Ok(Json(WriteResult {
         name: slot,
         revision: snapshot.revision.0,
-        spec: Some(spec),
+        // env values stay secret here too; a form sending "<redacted>" back keeps them.
+        spec: Some(super::views::redacted(&spec)),
     }))
 }

@@ -162,7 +162,7 @@ pub fn openapi() -> Value {
             "responses": read(json!({"200": ok("The config state", s.of::<ConfigState>())}))}},
         "/api/slots/{name}/file": {"parameters": [name.clone()], "get": {"operationId": "slotInFile",
             "summary": "The slot's fields as the config file has them now, with the file's revision: what an edit should start from (the applied spec of GET /api/slots may lag a hand edit)",
-            "responses": {"200": ok("The slot as written in the file", write_result.clone()), "404": err("No such slot in the file"), "422": err("The file has errors (details.diagnostics)")}}},
+            "responses": read(json!({"200": ok("The slot as written in the file (env values redacted)", write_result.clone()), "400": err("Not a slot name"), "404": err("No such slot in the file"), "422": err("The file has errors (details.diagnostics)"), "500": err("The config file cannot be read")}))}},
         "/api/rules": {"get": {"operationId": "rules", "summary": "What clients check before a write: the slot-name pattern, the built-in names and their roles, the providers and the roles each serves, the devices",
             "responses": read(json!({"200": ok("The rules", s.of::<super::rules::Rules>())}))}},
         "/api/models/pull": {"post": {"operationId": "pullModel", "summary": "Start downloading an hf: model into server.models_dir (joins a running pull of the same model); follow it with GET /api/models/pulls",
