@@ -860,3 +860,24 @@ fn turn_and_answer_check_settings_are_checked() {
         check(case, text, want);
     }
 }
+
+#[test]
+fn sleep_after_is_for_llama_cpp_and_at_least_a_second() {
+    let cases: Vec<(&str, String, Vec<Want>)> = vec![
+        (
+            "sleep_after on a provider that cannot sleep",
+            "[slots.tts]\nprovider = \"kokoro\"\nmodel = \"kokoro-82m\"\nsleep_after = \"5m\"\n"
+                .to_string(),
+            vec![(4, 15, "slots.tts.sleep_after", &["cannot sleep", "only llama.cpp"])],
+        ),
+        (
+            "sleep_after under a second",
+            "[slots.primary]\nprovider = \"llama.cpp\"\nmodel = \"/m.gguf\"\nsleep_after = \"500ms\"\n"
+                .to_string(),
+            vec![(4, 15, "slots.primary.sleep_after", &["at least 1s"])],
+        ),
+    ];
+    for (case, text, want) in &cases {
+        check(case, text, want);
+    }
+}

@@ -116,6 +116,9 @@ pub struct SlotView {
     /// Local slots only: how long a loaded slot serves before a waiting slot may swap it out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_residency: Option<HumanDuration>,
+    /// llama.cpp: sleep (release the weights, keep the process) after this long unused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sleep_after: Option<HumanDuration>,
     /// The answer check before ready, with the built-in prompt and expectation filled in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<crate::model::AnswerProbe>,
@@ -226,6 +229,7 @@ fn slot_view(spec: &SlotSpec, builtin: Option<Role>) -> SlotView {
         model_id: spec.model_id(),
         idle_timeout: spec.effective_idle_timeout(),
         min_residency: local.then(|| spec.effective_min_residency()),
+        sleep_after: spec.sleep_after,
         probe: spec.probe.as_ref().map(|p| crate::model::AnswerProbe {
             prompt: Some(p.prompt().to_string()),
             expect: Some(p.expect().to_string()),

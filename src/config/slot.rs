@@ -11,7 +11,7 @@ use crate::model::{
 };
 
 /// The keys allowed in a slot table; one per `SlotSpec` field.
-pub(crate) const SLOT_KEYS: [&str; 19] = [
+pub(crate) const SLOT_KEYS: [&str; 20] = [
     "provider",
     "model",
     "role",
@@ -25,6 +25,7 @@ pub(crate) const SLOT_KEYS: [&str; 19] = [
     "priority",
     "pinned",
     "min_residency",
+    "sleep_after",
     "probe",
     "memory",
     "upstream",
@@ -139,6 +140,7 @@ pub(crate) fn read(
             "idle_timeout" => spec.idle_timeout = f.duration(sink),
             "min_residency" => spec.min_residency = f.duration(sink),
             "probe" => spec.probe = probe(sink, &f),
+            "sleep_after" => spec.sleep_after = sleep_after(sink, &f),
             "device" => spec.device = device(sink, &f),
             "args" => spec.args = args(sink, &f).unwrap_or_default(),
             "env" => spec.env = f.string_map(sink).unwrap_or_default(),
@@ -182,6 +184,19 @@ pub(crate) fn read(
             ..spec
         },
     })
+}
+
+/// llama-server counts whole seconds, at least one.
+fn sleep_after(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<crate::model::HumanDuration> {
+    let d = f.duration(sink)?;
+    if d.as_duration() < std::time::Duration::from_secs(1) {
+        f.error(
+            sink,
+            "must be at least 1s (the provider counts whole seconds); leave it out to never sleep",
+        );
+        return None;
+    }
+    Some(d)
 }
 
 /// `probe = { prompt = "...", expect = "..." }` (both or neither; `{}` is the built-in check).

@@ -15,7 +15,7 @@ use crate::model::{ProviderKind, Role};
 pub(crate) const UPSTREAM_ONLY: [&str; 4] = ProviderKind::UPSTREAM_ONLY_FIELDS;
 
 /// Keys that only mean something for slots that run a process.
-pub(crate) const PROCESS_ONLY: [&str; 7] = ProviderKind::PROCESS_ONLY_FIELDS;
+pub(crate) const PROCESS_ONLY: [&str; 8] = ProviderKind::PROCESS_ONLY_FIELDS;
 
 /// Check every cross-field and cross-slot rule.
 pub(crate) fn check(sink: &mut Sink<'_>, doc: &Document) {
@@ -24,6 +24,7 @@ pub(crate) fn check(sink: &mut Sink<'_>, doc: &Document) {
         required_keys(sink, slot);
         misplaced_keys(sink, slot);
         probe_role(sink, slot);
+        sleep_provider(sink, slot);
         memory_fits(sink, doc, slot);
     }
     ports(sink, doc);
@@ -156,6 +157,22 @@ fn misplaced_keys(sink: &mut Sink<'_>, slot: &SlotRead) {
         if let Some(spans) = slot.fields.get(key) {
             sink.error(spans.key.clone(), slot.field_path(key), why.clone());
         }
+    }
+}
+
+/// Only llama.cpp can release its weights and keep its process.
+fn sleep_provider(sink: &mut Sink<'_>, slot: &SlotRead) {
+    let provider = slot.spec.provider;
+    if slot.has("sleep_after") && provider.runs_process() && provider != ProviderKind::LlamaCpp {
+        sink.error(
+            slot.value_span("sleep_after"),
+            slot.field_path("sleep_after"),
+            format!(
+                "provider {:?} cannot sleep (release its model and keep its process); only \
+                 llama.cpp can. Remove sleep_after, or use idle_timeout with unload_idle",
+                provider.as_str()
+            ),
+        );
     }
 }
 

@@ -368,6 +368,7 @@ impl Controller {
             Action::Undrain { .. } => {
                 tracing::info!(slot = %slot, "serving again: no drain needed")
             }
+            Action::Wake { .. } => tracing::info!(slot = %slot, "waking: requests wait for it"),
             Action::Abandon { .. } => {
                 tracing::info!(slot = %slot, "no request waits for it any more; not loading it")
             }
@@ -424,6 +425,8 @@ impl Controller {
         let ready = Readiness {
             health_path: health.to_string(),
             answer,
+            sleeps: launch.provider == crate::model::ProviderKind::LlamaCpp
+                && launch.sleep_after_secs.is_some(),
         };
         self.runtime
             .start(slot, generation, command, ready, launch.port, pull);

@@ -102,19 +102,24 @@ pub fn admit(
         .filter_map(|h| make_room(h, demand).map(|m| (h, m)))
         .collect();
     // Slots already draining first (the turn was promised to them), then by priority, idle
-    // before ready, least recently used.
+    // before sleeping (which frees little and wakes fast) before ready, least recently used.
+    let rank = |p: Phase| match p {
+        Phase::Idle => 0,
+        Phase::Sleeping => 1,
+        _ => 2,
+    };
     candidates.sort_by(|(a, _), (b, _)| {
         (
             !a.draining,
             a.priority,
-            a.phase != Phase::Idle,
+            rank(a.phase),
             a.last_activity,
             &a.name,
         )
             .cmp(&(
                 !b.draining,
                 b.priority,
-                b.phase != Phase::Idle,
+                rank(b.phase),
                 b.last_activity,
                 &b.name,
             ))
@@ -158,7 +163,7 @@ pub fn make_room(h: &Holder, demand: Demand) -> Option<Make> {
         return None;
     }
     let quiet = h.in_flight == 0 && h.waiting == 0;
-    if h.phase == Phase::Idle && quiet && !h.draining {
+    if matches!(h.phase, Phase::Idle | Phase::Sleeping) && quiet && !h.draining {
         return Some(Make::StopIdle);
     }
     let Demand::Waiting { urgent } = demand else {

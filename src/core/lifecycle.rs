@@ -18,6 +18,8 @@ pub enum Event {
         rss: u64,
         peak: u64,
     },
+    /// The provider of generation `generation` reports whether it sleeps (weights released).
+    Asleep { generation: u64, asleep: bool },
     /// The model of generation `generation` is being downloaded.
     Pulling {
         generation: u64,
@@ -58,6 +60,37 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
             obs.memory_rss = Some(rss);
             obs.memory_peak = Some(obs.memory_peak.map_or(peak, |p| p.max(peak)));
         }
+        Event::Asleep { generation, asleep } if generation == obs.generation => {
+            match (asleep, obs.phase) {
+                (true, Phase::Ready | Phase::Idle)
+                    if obs.in_flight == 0 && obs.draining.is_none() =>
+                {
+                    // A reading taken just before a request reached the provider says "asleep"
+                    // although the request is about to wake it: believe it only once the slot has
+                    // been quiet for as long as the provider waits before sleeping.
+                    let after = obs
+                        .launch
+                        .as_ref()
+                        .and_then(|l| l.sleep_after_secs)
+                        .map(std::time::Duration::from_secs);
+                    let quiet = match (after, obs.last_activity) {
+                        (Some(after), Some(last)) => now >= last + after,
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    };
+                    if quiet {
+                        obs.phase = Phase::Sleeping;
+                        obs.sleeping_since = Some(now);
+                        obs.idle_since = None;
+                    }
+                }
+                (false, Phase::Sleeping) => {
+                    obs.phase = Phase::Ready;
+                    obs.sleeping_since = None;
+                }
+                _ => {}
+            }
+        }
         Event::Spawned { generation, pid } if generation == obs.generation => {
             obs.pid = Some(pid);
             if obs.phase == Phase::Pulling {
@@ -83,9 +116,10 @@ pub fn on_event(obs: &mut ObservedSlot, event: Event, now: Time, policy: &Restar
             generation,
             message,
         } if generation == obs.generation => match obs.phase {
-            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle => {
+            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle | Phase::Sleeping => {
                 obs.pid = None;
                 obs.pull = None;
+                obs.sleeping_since = None;
                 obs.ready_since = None;
                 obs.draining = None;
                 obs.load_failures += 1;
@@ -201,6 +235,16 @@ pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
         Action::MarkReady { .. } => {
             obs.phase = Phase::Ready;
             obs.idle_since = None;
+            obs.sleeping_since = None;
+        }
+        Action::Wake { .. } => {
+            // The provider wakes on the request that is let through now; its memory is back
+            // in admission from here, and a residency starts as after a load.
+            obs.phase = Phase::Ready;
+            obs.sleeping_since = None;
+            obs.idle_since = None;
+            obs.ready_since = Some(now);
+            obs.last_activity = Some(now);
         }
         Action::Refuse { message, .. } => {
             obs.want_loaded = false;
@@ -409,6 +453,41 @@ mod tests {
         assert!(o.want_loaded && !o.on_demand, "an explicit load is kept");
         on_event(&mut o, Event::Wake, s(3), &p);
         assert!(!o.on_demand);
+    }
+
+    #[test]
+    fn the_provider_falling_asleep_is_believed_once_the_slot_was_quiet_long_enough() {
+        let p = RestartPolicy::default();
+        let mut o = loading(1);
+        o.phase = Phase::Ready;
+        o.launch = Some(crate::model::LaunchSpec {
+            sleep_after_secs: Some(5),
+            ..crate::model::LaunchSpec::new(
+                &crate::model::DesiredState::default(),
+                &crate::model::SlotName::parse("a").unwrap(),
+                &crate::model::SlotSpec::new(crate::model::ProviderKind::LlamaCpp, Some("/m")),
+                9000,
+            )
+        });
+        o.last_activity = Some(s(10));
+        let asleep = Event::Asleep {
+            generation: 1,
+            asleep: true,
+        };
+        on_event(&mut o, asleep.clone(), s(12), &p);
+        assert_eq!(
+            o.phase,
+            Phase::Ready,
+            "a reading from before the last request"
+        );
+        on_event(&mut o, asleep, s(15), &p);
+        assert_eq!(o.phase, Phase::Sleeping);
+        assert_eq!(o.sleeping_since, Some(s(15)));
+        let wake = Action::Wake {
+            slot: crate::model::SlotName::parse("a").unwrap(),
+        };
+        on_action(&mut o, &wake, s(20));
+        assert_eq!((o.phase, o.ready_since), (Phase::Ready, Some(s(20))));
     }
 
     #[test]

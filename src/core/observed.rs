@@ -44,6 +44,8 @@ pub struct ObservedSlot {
     pub last_residency: Option<Time>,
     /// Times the slot was swapped out for another slot's turn.
     pub swaps: u32,
+    /// When the provider last reported that it fell asleep.
+    pub sleeping_since: Option<Time>,
     /// When the slot became idle, to notice activity since.
     pub idle_since: Option<Time>,
     /// When the current load started, to measure load durations.
@@ -85,12 +87,13 @@ impl ObservedSlot {
         self.phase.is_serving()
     }
 
-    /// Memory the slot holds now (or is about to hold while loading).
+    /// Memory the slot holds now (or is about to hold while loading). A sleeping provider
+    /// holds what was measured while it sleeps.
     pub fn memory_held(&self) -> u64 {
-        if self.phase.is_running() {
-            self.memory_estimate
-        } else {
-            0
+        match self.phase {
+            Phase::Sleeping => self.memory_rss.unwrap_or(self.memory_estimate),
+            p if p.is_running() => self.memory_estimate,
+            _ => 0,
         }
     }
 }

@@ -49,6 +49,9 @@ pub enum Action {
     Undrain { slot: SlotName },
     /// Nobody waits for this stopped slot any more: it is no longer wanted.
     Abandon { slot: SlotName },
+    /// Requests wait for this sleeping slot and its memory fits again: let them through (the
+    /// provider wakes on the first).
+    Wake { slot: SlotName },
     /// A launch-relevant change waits for requests in flight (`hold`: new requests wait for
     /// the restarted process instead of going to the old one), or no longer does.
     HoldRequests { slot: SlotName, hold: bool },
@@ -66,7 +69,8 @@ impl Action {
             | Action::Forget { slot }
             | Action::Drain { slot, .. }
             | Action::Undrain { slot }
-            | Action::Abandon { slot } => slot,
+            | Action::Abandon { slot }
+            | Action::Wake { slot } => slot,
             Action::HoldRequests { slot, .. } => slot,
         }
     }
@@ -107,7 +111,9 @@ pub fn plan(
             continue;
         }
         match obs.phase {
-            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle if obs.in_flight == 0 => {
+            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle | Phase::Sleeping
+                if obs.in_flight == 0 =>
+            {
                 stops.push(Action::Stop {
                     slot: name.clone(),
                     reason: StopReason::Removed,
@@ -133,7 +139,7 @@ pub fn plan(
         let obs = observed.get(name).unwrap_or(&default_obs);
         let changed = obs.launch.as_ref() != Some(&launch);
         match obs.phase {
-            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle => {
+            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle | Phase::Sleeping => {
                 if obs.held_since.is_some() != (changed && obs.in_flight > 0) {
                     marks.push(Action::HoldRequests {
                         slot: name.clone(),
@@ -153,7 +159,7 @@ pub fn plan(
                     out.wake(now + desired.server.restart_drain.as_duration());
                 }
                 if obs.in_flight > 0 && !(changed && drain_over) {
-                    if obs.phase == Phase::Idle {
+                    if matches!(obs.phase, Phase::Idle | Phase::Sleeping) {
                         marks.push(Action::MarkReady { slot: name.clone() });
                     }
                     // Never restart or unload under a request; look again when it ends.
@@ -189,6 +195,11 @@ pub fn plan(
                         } else {
                             out.wake(idle_at);
                         }
+                    }
+                } else if obs.phase == Phase::Sleeping {
+                    // Waiting requests wake it, through admission: its weights come back.
+                    if obs.waiting > 0 {
+                        wanted.push((name, spec, launch));
                     }
                 } else if obs.phase == Phase::Idle {
                     let active_since_idle = match (obs.last_activity, obs.idle_since) {
@@ -322,12 +333,26 @@ fn admit_all(
         let npu = npu_admission(name, &launch, &holders, demand);
         let decision = match npu {
             Admission::Fits => {
-                let others: Vec<Holder> = holders.iter().map(|(h, _, _)| h.clone()).collect();
+                // A sleeping slot is among the holders at its sleeping footprint.
+                let others: Vec<Holder> = holders
+                    .iter()
+                    .filter(|(h, _, _)| h.name != *name)
+                    .map(|(h, _, _)| h.clone())
+                    .collect();
                 admit(name, need, budget, &others, demand)
             }
             other => other,
         };
+        let sleeping = obs.is_some_and(|o| o.phase == Phase::Sleeping);
         match decision {
+            Admission::Fits if sleeping => {
+                if let Some((h, _, _)) = holders.iter_mut().find(|(h, _, _)| h.name == *name) {
+                    h.phase = Phase::Ready;
+                    h.memory = need;
+                    h.resident_enough = false;
+                }
+                starts.push(Action::Wake { slot: name.clone() });
+            }
             Admission::Fits => {
                 holders.push((
                     Holder {

@@ -333,3 +333,57 @@ fn loads_nobody_waits_for_any_more_are_abandoned() {
         "waiting for its turn"
     );
 }
+
+#[test]
+fn a_sleeping_slot_counts_at_its_measured_footprint_and_wakes_through_admission() {
+    let sleeping = |waiting: u32| {
+        mem_world()
+            .slot("a", spec())
+            .slot("b", spec())
+            .observe("a", Phase::Sleeping, |o| {
+                o.memory_estimate = 6 * GIB;
+                o.memory_rss = Some(GIB / 16);
+                o.waiting = waiting;
+                o.waiting_since = Some(t(1));
+            })
+    };
+    // b (6 GiB) fits next to the sleeping a (64 MiB measured).
+    let w = sleeping(0).observe("b", Phase::Stopped, |o| {
+        o.memory_estimate = 6 * GIB;
+        o.launch = None;
+    });
+    assert_eq!(w.plan(2).actions, vec![start(&w, "b")]);
+    // Nobody waits for a sleeping slot: it stays asleep.
+    assert_eq!(sleeping(0).plan(2).actions, vec![]);
+    // A request for it: its 6 GiB fit again, so it wakes.
+    assert_eq!(
+        sleeping(1).plan(2).actions,
+        vec![Action::Wake { slot: n("a") }]
+    );
+    // They do not while b holds the memory: b takes its turn first.
+    let w = sleeping(1).observe("b", Phase::Ready, |o| {
+        o.memory_estimate = 6 * GIB;
+        o.ready_since = Some(t(0));
+    });
+    assert_eq!(w.plan(5).actions, vec![]);
+    assert_eq!(w.plan(10).actions, vec![drain("b", "a")]);
+}
+
+#[test]
+fn a_sleeping_slot_is_evicted_like_an_idle_one() {
+    let w = mem_world()
+        .slot("a", spec())
+        .slot("b", spec())
+        .observe("a", Phase::Sleeping, |o| {
+            o.memory_estimate = 6 * GIB;
+            o.memory_rss = Some(3 * GIB);
+        })
+        .observe("b", Phase::Stopped, |o| {
+            o.memory_estimate = 6 * GIB;
+            o.launch = None;
+        });
+    assert_eq!(
+        w.plan(2).actions,
+        vec![stop("a", StopReason::Evicted { for_slot: n("b") })]
+    );
+}

@@ -39,12 +39,13 @@ struct RequestLabels {
     status: String,
 }
 
-const PHASES: [Phase; 8] = [
+const PHASES: [Phase; 9] = [
     Phase::Stopped,
     Phase::Pulling,
     Phase::Loading,
     Phase::Ready,
     Phase::Idle,
+    Phase::Sleeping,
     Phase::Unloading,
     Phase::Failed,
     Phase::CrashLoop,

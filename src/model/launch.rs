@@ -21,6 +21,8 @@ pub struct LaunchSpec {
     pub port: u16,
     /// `[providers."<name>"] command`, the argv prefix replacing the provider's default binary.
     pub command: Option<Vec<String>>,
+    /// `sleep_after` in whole seconds (llama.cpp's `--sleep-idle-seconds`).
+    pub sleep_after_secs: Option<u64>,
 }
 
 impl LaunchSpec {
@@ -38,6 +40,7 @@ impl LaunchSpec {
             device: spec.effective_device(),
             port,
             command: overrides.and_then(|o| o.command.clone()),
+            sleep_after_secs: spec.sleep_after.map(|d| d.as_duration().as_secs().max(1)),
         }
     }
 }

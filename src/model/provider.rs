@@ -73,13 +73,14 @@ impl ProviderKind {
         ["upstream", "api_key_env", "auth", "models"];
 
     /// Slot fields that only mean something for slots that run a process.
-    pub const PROCESS_ONLY_FIELDS: [&'static str; 7] = [
+    pub const PROCESS_ONLY_FIELDS: [&'static str; 8] = [
         "port",
         "args",
         "env",
         "device",
         "memory",
         "min_residency",
+        "sleep_after",
         "probe",
     ];
 

@@ -77,6 +77,12 @@ pub struct SlotSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_residency: Option<HumanDuration>,
 
+    /// `llama.cpp` only: after this long without requests the provider releases its model weights
+    /// and keeps its process (`llama-server --sleep-idle-seconds`): phase `sleeping`, counted
+    /// at its measured footprint. A request wakes it, faster than a cold start. Unset: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_after: Option<HumanDuration>,
+
     /// Chat slots: check an answer before the slot is ready. After `/health` passes, one short
     /// completion of `prompt` must contain `expect` (case-insensitive), or the load fails showing
     /// what the model said. `{}` uses the built-in check (the capital of France: Paris).
@@ -125,6 +131,7 @@ impl SlotSpec {
             priority: None,
             pinned: false,
             min_residency: None,
+            sleep_after: None,
             probe: None,
             memory: None,
             upstream: None,

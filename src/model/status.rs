@@ -22,6 +22,10 @@ pub enum Phase {
     Ready,
     /// Serving, but unused for `idle_timeout`: an unload candidate.
     Idle,
+    /// The provider released its model weights after `sleep_after` without requests and
+    /// keeps its process: it holds only its measured sleeping footprint. A request wakes it
+    /// (once admission lets its memory back in), much faster than a cold start.
+    Sleeping,
     /// Being stopped.
     Unloading,
     /// Exited or failed to load; will be retried after a backoff.
@@ -38,6 +42,7 @@ impl Phase {
             Phase::Loading => "loading",
             Phase::Ready => "ready",
             Phase::Idle => "idle",
+            Phase::Sleeping => "sleeping",
             Phase::Unloading => "unloading",
             Phase::Failed => "failed",
             Phase::CrashLoop => "crash-loop",
@@ -53,7 +58,12 @@ impl Phase {
     pub fn is_running(self) -> bool {
         matches!(
             self,
-            Phase::Pulling | Phase::Loading | Phase::Ready | Phase::Idle | Phase::Unloading
+            Phase::Pulling
+                | Phase::Loading
+                | Phase::Ready
+                | Phase::Idle
+                | Phase::Sleeping
+                | Phase::Unloading
         )
     }
 }

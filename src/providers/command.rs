@@ -152,6 +152,9 @@ pub fn build_command_with(
             if launch.device == Device::Igpu {
                 args.extend([s("--n-gpu-layers"), s("999")]);
             }
+            if let Some(secs) = launch.sleep_after_secs {
+                args.extend([s("--sleep-idle-seconds"), secs.to_string()]);
+            }
         }
         ProviderKind::Flm => {
             args.extend([model_arg.clone(), s("--host"), s(host), s("--port"), port]);

@@ -76,7 +76,11 @@ function fmtAgo(ms) {
 }
 
 /** The memory a slot holds or would hold: measured peak, else the estimate. */
-function slotMemory(v) { return v.memory_measured || v.memory_estimate || 0; }
+function slotMemory(v) {
+  // A sleeping provider holds only what it holds now (admission counts it the same way).
+  if (v.phase === "sleeping" && v.memory_rss) return v.memory_rss;
+  return v.memory_measured || v.memory_estimate || 0;
+}
 
 function memoryText(v) {
   let text;
@@ -87,7 +91,7 @@ function memoryText(v) {
   return text;
 }
 
-const holdsMemory = (phase) => ["loading", "ready", "idle", "unloading"].includes(phase);
+const holdsMemory = (phase) => ["loading", "ready", "idle", "sleeping", "unloading"].includes(phase);
 
 // ---- Rendering ---------------------------------------------------------------------------
 
@@ -135,7 +139,7 @@ function renderSlot(v) {
   err.hidden = !v.last_error || phase === "ready" || phase === "idle";
   const runsProcess = v.provider !== "openai-compatible";
   card.querySelector(".load").disabled = !runsProcess || phase === "ready" || phase === "loading" || phase === "idle";
-  card.querySelector(".unload").disabled = !runsProcess || !["ready", "idle", "loading", "pulling"].includes(phase);
+  card.querySelector(".unload").disabled = !runsProcess || !["ready", "idle", "sleeping", "loading", "pulling"].includes(phase);
   card.querySelector(".pull-slot").hidden = !(v.model || "").startsWith("hf:");
   renderSlotPull(card, v);
 }

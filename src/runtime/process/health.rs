@@ -33,3 +33,41 @@ impl Probe {
         matches!(res, Ok(Ok(resp)) if resp.status() == http::StatusCode::OK)
     }
 }
+
+/// Asks a llama-server whether it sleeps: `GET /props` → `is_sleeping`
+/// (`--sleep-idle-seconds`). Reading it does not wake the server.
+pub struct SleepProbe {
+    uri: http::Uri,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl SleepProbe {
+    pub fn new(port: u16) -> Self {
+        let uri = format!("http://127.0.0.1:{port}/props")
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("http://127.0.0.1/props"));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1)
+            .build_http();
+        SleepProbe { uri, client }
+    }
+
+    /// `Some(asleep)`, or `None` when the server did not say.
+    pub async fn asleep(&self) -> Option<bool> {
+        use http_body_util::BodyExt;
+        let resp = tokio::time::timeout(PROBE_TIMEOUT, self.client.get(self.uri.clone()))
+            .await
+            .ok()?
+            .ok()?;
+        if resp.status() != http::StatusCode::OK {
+            return None;
+        }
+        let body = tokio::time::timeout(PROBE_TIMEOUT, resp.into_body().collect())
+            .await
+            .ok()?
+            .ok()?
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        v.get("is_sleeping")?.as_bool()
+    }
+}

@@ -36,6 +36,9 @@ pub use answer::AnswerCheck;
 pub struct Readiness {
     pub health_path: String,
     pub answer: Option<AnswerCheck>,
+    /// The provider may sleep (llama.cpp with `--sleep-idle-seconds`): while ready, ask it
+    /// whether it sleeps at every health check.
+    pub sleeps: bool,
 }
 pub use logs::LogBuffer;
 pub use pidfiles::reap_orphans;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::health::Probe;
+use super::health::{Probe, SleepProbe};
 use super::logs::LogBuffer;
 use super::pulling::{self, PullJob, Pulling};
 use super::spawn::{Child, spawn};
@@ -107,6 +107,10 @@ struct Running {
     probe: Probe,
     /// Asked once health passes, before the process counts as ready.
     answer: Option<AnswerCheck>,
+    /// Asked at each health check once ready, when the provider may sleep.
+    sleep: Option<SleepProbe>,
+    /// What it said last.
+    asleep: Option<bool>,
     ready: bool,
     started: Instant,
     failed_probes: u32,
@@ -211,6 +215,8 @@ impl Supervisor {
                     port,
                     probe: Probe::new(port, &ready.health_path),
                     answer: ready.answer,
+                    sleep: ready.sleeps.then(|| SleepProbe::new(port)),
+                    asleep: None,
                     ready: false,
                     started: Instant::now(),
                     failed_probes: 0,
@@ -288,6 +294,25 @@ impl Supervisor {
         run.started = Instant::now();
         if ok {
             run.failed_probes = 0;
+            let Some(sleep) = run.sleep.as_ref() else {
+                return;
+            };
+            let asleep = sleep.asleep().await;
+            let Some(run) = self.current.as_mut() else {
+                return;
+            };
+            // "Asleep" is repeated at every check (the controller may not believe a reading
+            // taken just before a request); "awake" only when it changes.
+            if let Some(asleep) = asleep
+                && (asleep || run.asleep != Some(asleep))
+            {
+                if run.asleep != Some(asleep) {
+                    tracing::info!(slot = %self.slot, asleep, "provider sleep state");
+                }
+                run.asleep = Some(asleep);
+                let generation = run.generation;
+                self.emit(Event::Asleep { generation, asleep });
+            }
             return;
         }
         run.failed_probes += 1;
