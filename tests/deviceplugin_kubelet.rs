@@ -292,3 +292,42 @@ mod lifecycle;
 
 #[path = "deviceplugin_kubelet/grpcio.rs"]
 mod grpcio;
+
+/// `--device igpu-memory`: the APU's GTT as `amd.com/gpu-memory`, one ID per GiB (the Strix
+/// Halo fixture has 64 GiB of GTT), registered on its own socket; Allocate counts, it hands
+/// out no device nodes (those come with `amd.com/gpu`).
+#[tokio::test]
+async fn igpu_memory_advertises_one_id_per_gib_of_gtt_and_allocates_no_nodes() {
+    let h = Harness::start(DeviceKind::IgpuMemory, &fixture("strix-halo"), 1);
+    let regs = h.kubelet.registrations(1).await;
+    assert_eq!(regs[0].resource_name, "amd.com/gpu-memory");
+    assert_eq!(regs[0].endpoint, "hal0-igpu-memory.sock");
+    let devices = h.kubelet.devices_where(|d| !d.is_empty()).await;
+    assert_eq!(devices.len(), 64, "{:?}", view(&devices));
+    assert!(devices.iter().all(|d| d.health == "Healthy"));
+    let mut ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    ids.sort();
+    assert!(
+        ids.contains(&"0000:c5:00.0-gib-0") && ids.contains(&"0000:c5:00.0-gib-63"),
+        "{ids:?}"
+    );
+
+    let mut plugin = h.kubelet.plugin().await;
+    let resp = plugin
+        .allocate(allocate_request(&[
+            "0000:c5:00.0-gib-0",
+            "0000:c5:00.0-gib-1",
+            "0000:c5:00.0-gib-2",
+        ]))
+        .await
+        .expect("allocate")
+        .into_inner();
+    assert_eq!(resp.container_responses.len(), 1);
+    assert!(resp.container_responses[0].devices.is_empty());
+    let unknown = plugin
+        .allocate(allocate_request(&["0000:c5:00.0-gib-64"]))
+        .await
+        .expect_err("64 GiB are advertised, not 65");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    h.stop().await;
+}

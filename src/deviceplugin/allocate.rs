@@ -65,6 +65,10 @@ pub fn allocate_container(
             devices.push(device);
         }
     }
+    if inventory.per_gib {
+        // Memory IDs only count: the device nodes come with the device resource.
+        return Ok(api::ContainerAllocateResponse::default());
+    }
     let mut seen: BTreeSet<&PathBuf> = BTreeSet::new();
     let specs = devices
         .iter()

@@ -32,6 +32,7 @@ fn inventory(shared: u32, devices: Vec<PhysicalDevice>) -> Inventory {
     Inventory {
         devices,
         shared: NonZeroU32::new(shared).unwrap_or(NonZeroU32::MIN),
+        per_gib: false,
     }
 }
 

@@ -13,6 +13,10 @@ pub enum DeviceKind {
     Igpu,
     /// The AMD XDNA NPU (amdxdna): `/dev/accel/accel*`.
     Npu,
+    /// The AMD iGPU's memory (GTT: the system RAM it can map) as a countable resource, one ID
+    /// per GiB, so the scheduler never places models that cannot fit together on one APU.
+    /// Allocate hands out no device nodes: a pod asks for `igpu` IDs for those.
+    IgpuMemory,
 }
 
 impl DeviceKind {
@@ -21,6 +25,7 @@ impl DeviceKind {
         match self {
             DeviceKind::Igpu => "amd.com/gpu",
             DeviceKind::Npu => "amd.com/npu",
+            DeviceKind::IgpuMemory => "amd.com/gpu-memory",
         }
     }
 
@@ -31,7 +36,8 @@ impl DeviceKind {
     pub fn default_shared(self) -> u32 {
         match self {
             DeviceKind::Igpu => 8,
-            DeviceKind::Npu => 1,
+            // Unused: memory is counted per GiB, not shared.
+            DeviceKind::Npu | DeviceKind::IgpuMemory => 1,
         }
     }
 
@@ -40,18 +46,27 @@ impl DeviceKind {
         match self {
             DeviceKind::Igpu => "hal0-igpu.sock",
             DeviceKind::Npu => "hal0-npu.sock",
+            DeviceKind::IgpuMemory => "hal0-igpu-memory.sock",
         }
     }
 
     pub fn as_str(self) -> &'static str {
-        Device::from(self).as_str()
+        match self {
+            DeviceKind::IgpuMemory => "igpu-memory",
+            _ => Device::from(self).as_str(),
+        }
+    }
+
+    /// Whether the IDs count GiB of device memory instead of sharing the device.
+    pub fn counts_memory(self) -> bool {
+        self == DeviceKind::IgpuMemory
     }
 }
 
 impl From<DeviceKind> for Device {
     fn from(kind: DeviceKind) -> Self {
         match kind {
-            DeviceKind::Igpu => Device::Igpu,
+            DeviceKind::Igpu | DeviceKind::IgpuMemory => Device::Igpu,
             DeviceKind::Npu => Device::Npu,
         }
     }

@@ -10,7 +10,7 @@ use super::{igpu, npu};
 /// files only; the same trees give the same answer.
 pub fn discover(kind: DeviceKind, sysfs_root: &Path, dev_root: &Path) -> Discovery {
     match kind {
-        DeviceKind::Igpu => igpu::discover(sysfs_root, dev_root),
+        DeviceKind::Igpu | DeviceKind::IgpuMemory => igpu::discover(sysfs_root, dev_root),
         DeviceKind::Npu => npu::discover(sysfs_root, dev_root),
     }
 }

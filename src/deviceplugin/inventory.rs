@@ -103,7 +103,13 @@ pub struct Inventory {
     pub devices: Vec<PhysicalDevice>,
     /// Schedulable IDs per physical device (`--shared`).
     pub shared: NonZeroU32,
+    /// Memory accounting (`igpu-memory`): one ID per whole GiB of the device's GTT instead of
+    /// `shared` IDs, named `<pci address>-gib-<n>`.
+    pub per_gib: bool,
 }
+
+/// Bytes per memory ID.
+pub const GIB: u64 = 1 << 30;
 
 /// Health reason for a device that a rescan no longer finds.
 pub const GONE_REASON: &str = "no longer found in sysfs (removed, or its driver was unbound)";
@@ -113,12 +119,31 @@ impl Inventory {
         Inventory {
             devices: Vec::new(),
             shared,
+            per_gib: false,
+        }
+    }
+
+    /// One ID per GiB of each device's GTT (`igpu-memory`).
+    pub fn per_gib() -> Self {
+        Inventory {
+            devices: Vec::new(),
+            shared: NonZeroU32::MIN,
+            per_gib: true,
         }
     }
 
     /// Schedulable IDs of one device: the PCI address itself when unshared, else
     /// `<pci address>-<n>` for n in 0..shared.
     pub fn ids_of(&self, device: &PhysicalDevice) -> Vec<String> {
+        if self.per_gib {
+            let gib = match &device.details {
+                Details::Igpu(d) => d.gtt_total.unwrap_or(0) / GIB,
+                Details::Npu(_) => 0,
+            };
+            return (0..gib)
+                .map(|n| format!("{}-gib-{n}", device.pci_address))
+                .collect();
+        }
         if self.shared.get() == 1 {
             return vec![device.pci_address.clone()];
         }
@@ -186,6 +211,7 @@ pub fn merge(previous: &Inventory, scan: Discovery) -> Inventory {
     Inventory {
         devices,
         shared: previous.shared,
+        per_gib: previous.per_gib,
     }
 }
 
@@ -230,6 +256,31 @@ mod tests {
         inv.shared = shared(1);
         let ids: Vec<String> = inv.schedulable().into_iter().map(|s| s.id).collect();
         assert_eq!(ids, ["0000:c5:00.0"]);
+    }
+
+    #[test]
+    fn memory_inventories_advertise_one_id_per_whole_gib_of_gtt() {
+        let mut inv = Inventory::per_gib();
+        let mut gpu = device("0000:c5:00.0");
+        gpu.details = Details::Igpu(IgpuDetails {
+            apu: Some("Strix Halo"),
+            vram_total: Some(512 << 20),
+            gtt_total: Some(3 * GIB + GIB / 2),
+            kfd: true,
+        });
+        inv.devices.push(gpu);
+        let ids: Vec<String> = inv.schedulable().into_iter().map(|s| s.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "0000:c5:00.0-gib-0",
+                "0000:c5:00.0-gib-1",
+                "0000:c5:00.0-gib-2"
+            ]
+        );
+        assert!(inv.lookup("0000:c5:00.0-gib-2").is_some());
+        let next = merge(&inv, Discovery::default());
+        assert!(next.per_gib, "a rescan keeps the scheme");
     }
 
     #[test]

@@ -53,7 +53,12 @@ pub async fn run_plugin(cfg: PluginConfig, stop: CancellationToken) -> Result<()
             cfg.rescan_interval
         );
     }
-    let (tx, rx) = watch::channel(Arc::new(Inventory::new(cfg.shared)));
+    let empty = if cfg.kind.counts_memory() {
+        Inventory::per_gib()
+    } else {
+        Inventory::new(cfg.shared)
+    };
+    let (tx, rx) = watch::channel(Arc::new(empty));
     health::publish(&tx, first);
 
     let health_stop = stop.child_token();
