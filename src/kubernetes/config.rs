@@ -72,6 +72,12 @@ pub struct ClusterConfig {
     /// `imagePullPolicy` for slot pods (unset: Kubernetes' default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
+    /// The extended resource counting the iGPU's memory in GiB (`hal0 device-plugin --device
+    /// igpu-memory`, e.g. `amd.com/gpu-memory`). When set, an igpu Slot with a declared
+    /// `memory` requests that many GiB of it (rounded up), so the scheduler never places
+    /// models that cannot fit together on one APU. Unset: not requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_resource: Option<String>,
 }
 
 fn default_port() -> u16 {
@@ -90,6 +96,7 @@ impl Default for ClusterConfig {
             port: default_port(),
             startup_timeout_seconds: default_startup_seconds(),
             image_pull_policy: None,
+            gpu_memory_resource: None,
         }
     }
 }

@@ -110,11 +110,20 @@ fn probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-fn resources(slot: &Slot) -> Option<ResourceRequirements> {
+fn resources(slot: &Slot, cfg: &ClusterConfig) -> Option<ResourceRequirements> {
     let spec = &slot.spec.slot;
-    let limits: BTreeMap<String, Quantity> = device_resource(spec.effective_device())
+    let device = spec.effective_device();
+    // GPU memory in whole GiB, rounded up (an extended resource: the limit is the request).
+    let gpu_memory = cfg
+        .gpu_memory_resource
+        .as_ref()
+        .filter(|_| device == Device::Igpu)
+        .zip(spec.memory)
+        .map(|(r, m)| (r.clone(), Quantity(m.0.div_ceil(1 << 30).to_string())));
+    let limits: BTreeMap<String, Quantity> = device_resource(device)
         .map(|r| (r.to_string(), Quantity("1".to_string())))
         .into_iter()
+        .chain(gpu_memory)
         .collect();
     let requests: BTreeMap<String, Quantity> = spec
         .memory
@@ -206,7 +215,7 @@ pub fn deployment(
         }]),
         readiness_probe: Some(probe(health, 5, 3)),
         startup_probe: Some(probe(health, 5, startup_failures)),
-        resources: resources(slot),
+        resources: resources(slot, cfg),
         security_context,
         volume_mounts: mounts,
         ..Container::default()

@@ -140,11 +140,16 @@ fn devices_request_device_plugin_resources() {
     let mut gpu = SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf"));
     gpu.device = Some(Device::Igpu);
     gpu.memory = Some(ByteSize::gib(8));
-    let c = container(&stored("gpu", gpu, None), &cfg);
+    let c = container(&stored("gpu", gpu.clone(), None), &cfg);
     let res = c.resources.expect("resources");
     assert_eq!(res.limits.expect("limits")["amd.com/gpu"].0, "1");
     assert_eq!(res.requests.expect("requests")["memory"].0, "8Gi");
     assert!(c.security_context.is_none());
+    let limits = container(&stored("gpu", gpu, None), &cfg)
+        .resources
+        .and_then(|r| r.limits)
+        .expect("limits");
+    assert!(!limits.contains_key("amd.com/gpu-memory"), "not configured");
 
     let mut npu = SlotSpec::new(ProviderKind::Flm, Some("flm:llama3.2:1b"));
     npu.device = Some(Device::Npu);
@@ -166,6 +171,32 @@ fn devices_request_device_plugin_resources() {
             .resources
             .is_none()
     );
+}
+
+#[test]
+fn igpu_slots_request_their_memory_in_gib_of_the_gpu_memory_resource() {
+    let cfg = ClusterConfig {
+        gpu_memory_resource: Some("amd.com/gpu-memory".into()),
+        ..ClusterConfig::default()
+    };
+    let limits = |device: Device, memory: Option<ByteSize>| {
+        let mut s = SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf"));
+        s.device = Some(device);
+        s.memory = memory;
+        container(&stored("s", s, None), &cfg)
+            .resources
+            .and_then(|r| r.limits)
+            .unwrap_or_default()
+    };
+    let l = limits(Device::Igpu, Some(ByteSize::gib(8)));
+    assert_eq!(l["amd.com/gpu-memory"].0, "8");
+    assert_eq!(l["amd.com/gpu"].0, "1");
+    // Rounded up to whole GiB: 700MiB needs one.
+    let l = limits(Device::Igpu, Some(ByteSize::mib(700)));
+    assert_eq!(l["amd.com/gpu-memory"].0, "1");
+    // No declared memory, or not on the iGPU: nothing to count.
+    assert!(!limits(Device::Igpu, None).contains_key("amd.com/gpu-memory"));
+    assert!(!limits(Device::Cpu, Some(ByteSize::gib(8))).contains_key("amd.com/gpu-memory"));
 }
 
 #[test]
