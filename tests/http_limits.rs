@@ -60,7 +60,7 @@ async fn a_slow_or_silent_client_is_cut_off_by_the_header_and_idle_timeouts() {
     let h = Hal0::start(LIMITS, &fake_provider(&[])).await;
     let a = addr(&h);
     let cases = tokio::task::spawn_blocking(move || {
-        // Nothing at all: closed after the idle timeout (2 s).
+        // Nothing at all: closed after the header timeout (1 s).
         let mut silent = TcpStream::connect(&a).unwrap();
         // Half a request line: closed after the header timeout (1 s).
         let mut half = TcpStream::connect(&a).unwrap();
@@ -93,8 +93,9 @@ async fn a_slow_or_silent_client_is_cut_off_by_the_header_and_idle_timeouts() {
     let half = half.expect("a half request line was held past 5 s");
     assert!(half.0 >= Duration::from_millis(900), "{half:?}");
     dribble.expect("a header every 400 ms was held past 5 s");
-    let silent = silent.expect("a silent connection was held past the idle timeout");
-    assert!(silent.0 >= Duration::from_millis(500), "{silent:?}");
+    // A connection that never sends anything: its first request must start within
+    // header_timeout of its opening.
+    silent.expect("a silent connection was held past the header timeout");
     // hal0 still answers (a new client: the pooled connection of h.http was idle, so closed).
     assert_eq!(
         reqwest::Client::new()
@@ -213,15 +214,23 @@ async fn a_client_that_stops_reading_a_stream_is_dropped_after_the_idle_timeout(
 }
 
 #[tokio::test]
-async fn connections_beyond_the_cap_wait_and_idle_ones_make_room() {
+async fn at_the_connection_cap_the_connection_idle_longest_makes_room() {
+    let body = format!(
+        "{}{}",
+        fake_provider(&[]),
+        fake_slot("primary", "autoload = true")
+    );
     let h = Hal0::start(
-        &format!("{LIMITS}\nmax_connections = 4"),
-        &fake_provider(&[]),
+        "client_idle_timeout = \"60s\"\nheader_timeout = \"60s\"\nmax_connections = 5",
+        &body,
     )
     .await;
+    h.wait_phase("primary", "ready", T).await;
     let a = addr(&h);
+    // Four idle connections and the test's own (for /api) fill the cap of five; another client
+    // is served at once: the connection idle longest is closed to make room (the timeouts here
+    // are a minute).
     let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&a).unwrap()).collect();
-    // A fifth client gets its answer once the idle ones have been closed (2 s).
     let started = Instant::now();
     let r = reqwest::Client::new()
         .get(h.url("/health"))
@@ -231,17 +240,20 @@ async fn connections_beyond_the_cap_wait_and_idle_ones_make_room() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(
-        started.elapsed() >= Duration::from_millis(1000),
-        "the cap was not applied: answered in {:?}",
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
         started.elapsed()
     );
+    // (Which idle connection made room — one of these, or the test's own — does not matter;
+    // without room the answer would have waited for the one-minute timeouts.)
     drop(idle);
 }
 
 #[tokio::test]
 async fn hundreds_of_idle_connections_under_a_low_file_limit_do_not_make_hal0_unreachable() {
+    // The default timeouts: the idle connections make room, they do not have to time out.
     let mut h = Hal0::start_wrapped(
-        "client_idle_timeout = \"1s\"",
+        "",
         &fake_provider(&[]),
         &["sh", "-c", "ulimit -n 256 && exec \"$@\"", "sh"],
     )

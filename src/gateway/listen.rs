@@ -1,8 +1,10 @@
 //! Serving HTTP/1 connections so that slow, idle or too many clients cannot exhaust hal0:
 //!
 //! - a connection cap (`server.max_connections`, lowered to what the open-file limit allows):
-//!   beyond it, new connections wait in the kernel's backlog until one closes;
-//! - a header timeout: a request's head must arrive within `header_timeout` of its first byte;
+//!   at the cap, the connection that has been idle longest is closed to make room for a new
+//!   one; when every connection has a request in flight, new ones wait until one closes;
+//! - a header timeout: a request's head must arrive within `header_timeout` of its first byte
+//!   (a new connection's first request, within `header_timeout` of its opening);
 //! - a body timeout: its body within `body_timeout` of the head;
 //! - an idle timeout: a connection on which nothing moves for `client_idle_timeout` is closed,
 //!   whether it waits for a next request or hal0 waits for it to take a response. A request
@@ -127,14 +129,9 @@ pub async fn serve(
     let mut conns = JoinSet::new();
     let mut backoff = AcceptBackoff::default();
     tokio::pin!(shutdown);
+    let live: Live = Arc::default();
+    let mut next_id: u64 = 0;
     loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             a = listener.accept() => a,
@@ -156,14 +153,35 @@ pub async fn serve(
                 }
             }
         };
+        // At the cap, the connection that has been idle longest makes room (idle connections
+        // cannot lock hal0 out); when every connection is busy, the new one waits.
+        let permit = loop {
+            if let Ok(p) = permits.clone().try_acquire_owned() {
+                break Some(p);
+            }
+            evict_oldest_idle(&live);
+            tokio::select! {
+                () = &mut shutdown => break None,
+                p = permits.clone().acquire_owned() => break p.ok(),
+                // A connection too young to be called idle may be old enough soon.
+                () = tokio::time::sleep(EVICT_RETRY) => {}
+            }
+        };
+        let Some(permit) = permit else { break };
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
         let router = router.clone();
         let limits = limits.clone();
         let drain = drain_rx.clone();
+        let activity = Arc::new(Activity::new());
+        let id = next_id;
+        next_id += 1;
+        lock(&live).insert(id, activity.clone());
+        let live = live.clone();
         conns.spawn(async move {
-            connection(tcp, router, &limits, drain).await;
+            connection(tcp, router, &limits, drain, activity).await;
+            lock(&live).remove(&id);
             drop(permit);
         });
     }
@@ -190,6 +208,34 @@ pub async fn serve(
     Ok(())
 }
 
+/// The open connections' activity, to find the one idle longest when the cap is reached.
+type Live = Arc<std::sync::Mutex<std::collections::HashMap<u64, Arc<Activity>>>>;
+
+fn lock(live: &Live) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<Activity>>> {
+    live.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A connection quiet for less than this is not idle yet (a client that just connected is
+/// sending its request).
+const EVICT_MIN_QUIET: Duration = Duration::from_millis(200);
+
+/// How often a connection waiting at the cap looks for an idle one to close again.
+const EVICT_RETRY: Duration = Duration::from_millis(50);
+
+/// Closes the connection with nothing in flight that has been quiet longest, if any has been
+/// quiet for [`EVICT_MIN_QUIET`].
+fn evict_oldest_idle(live: &Live) {
+    let quiet_since = now_ms().saturating_sub(EVICT_MIN_QUIET.as_millis() as u64);
+    let victim = lock(live)
+        .values()
+        .filter(|a| a.in_flight() == 0 && a.last_active() <= quiet_since)
+        .min_by_key(|a| a.last_active())
+        .cloned();
+    if let Some(a) = victim {
+        a.evict.notify_one();
+    }
+}
+
 async fn join_all(set: &mut JoinSet<()>) {
     while set.join_next().await.is_some() {}
 }
@@ -200,8 +246,8 @@ async fn connection(
     router: Router,
     limits: &Limits,
     mut drain: watch::Receiver<bool>,
+    activity: Arc<Activity>,
 ) {
-    let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         inner: tcp,
         activity: activity.clone(),
@@ -237,6 +283,10 @@ async fn connection(
         let check_in = activity.next_check(limits);
         tokio::select! {
             _ = conn.as_mut() => return,
+            () = activity.evict.notified(), if activity.in_flight() == 0 => {
+                tracing::debug!("closing an idle client connection to make room for a new one");
+                return;
+            }
             () = tokio::time::sleep(check_in) => {
                 if let Some(why) = activity.expired(limits) {
                     tracing::debug!("closing a client connection: {why}");
@@ -271,10 +321,13 @@ struct Activity {
     last_io: AtomicU64,
     /// When the connection last had nothing in flight (opened, or a response was finished).
     idle_since: AtomicU64,
-    /// The first byte read while nothing was in flight: a request head is arriving.
+    /// The first byte read while nothing was in flight (a request head is arriving), or the
+    /// connection's opening until its first request.
     head_started: AtomicU64,
     /// Since when hal0 has been waiting to write (the client does not take the response).
     write_blocked: AtomicU64,
+    /// Told to close: the connection cap is reached and this one has been idle longest.
+    evict: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -284,13 +337,22 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_io: AtomicU64::new(now),
             idle_since: AtomicU64::new(now),
-            head_started: AtomicU64::new(0),
+            // A new connection's first request must start within header_timeout.
+            head_started: AtomicU64::new(now),
             write_blocked: AtomicU64::new(0),
+            evict: tokio::sync::Notify::new(),
         }
     }
 
     fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The last time the connection did anything.
+    fn last_active(&self) -> u64 {
+        self.idle_since
+            .load(Ordering::Acquire)
+            .max(self.last_io.load(Ordering::Relaxed))
     }
 
     fn request_started(self: &Arc<Self>) -> RequestGuard {
