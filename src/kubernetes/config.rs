@@ -72,6 +72,11 @@ pub struct ClusterConfig {
     /// `imagePullPolicy` for slot pods (unset: Kubernetes' default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
+    /// The extended resource igpu Slots request (default `amd.com/gpu`): set it to what the
+    /// node's device plugin advertises (`hal0 device-plugin --resource`), e.g. when ROCm's own
+    /// plugin already owns `amd.com/gpu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_resource: Option<String>,
     /// The extended resource counting the iGPU's memory in GiB (`hal0 device-plugin --device
     /// igpu-memory`, e.g. `amd.com/gpu-memory`). When set, an igpu Slot with a declared
     /// `memory` requests that many GiB of it (rounded up), so the scheduler never places
@@ -96,6 +101,7 @@ impl Default for ClusterConfig {
             port: default_port(),
             startup_timeout_seconds: default_startup_seconds(),
             image_pull_policy: None,
+            gpu_resource: None,
             gpu_memory_resource: None,
         }
     }

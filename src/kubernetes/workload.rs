@@ -120,8 +120,12 @@ fn resources(slot: &Slot, cfg: &ClusterConfig) -> Option<ResourceRequirements> {
         .filter(|_| device == Device::Igpu)
         .zip(spec.memory)
         .map(|(r, m)| (r.clone(), Quantity(m.0.div_ceil(1 << 30).to_string())));
-    let limits: BTreeMap<String, Quantity> = device_resource(device)
-        .map(|r| (r.to_string(), Quantity("1".to_string())))
+    let device_name = match (device, &cfg.gpu_resource) {
+        (Device::Igpu, Some(name)) => Some(name.clone()),
+        _ => device_resource(device).map(str::to_string),
+    };
+    let limits: BTreeMap<String, Quantity> = device_name
+        .map(|r| (r, Quantity("1".to_string())))
         .into_iter()
         .chain(gpu_memory)
         .collect();

@@ -197,6 +197,20 @@ fn igpu_slots_request_their_memory_in_gib_of_the_gpu_memory_resource() {
     // No declared memory, or not on the iGPU: nothing to count.
     assert!(!limits(Device::Igpu, None).contains_key("amd.com/gpu-memory"));
     assert!(!limits(Device::Cpu, Some(ByteSize::gib(8))).contains_key("amd.com/gpu-memory"));
+
+    // The device resource's name is configurable too (ROCm's plugin owns amd.com/gpu).
+    let cfg = ClusterConfig {
+        gpu_resource: Some("hal0.dev/igpu".into()),
+        ..cfg
+    };
+    let mut s = SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf"));
+    s.device = Some(Device::Igpu);
+    let l = container(&stored("s", s, None), &cfg)
+        .resources
+        .and_then(|r| r.limits)
+        .unwrap_or_default();
+    assert_eq!(l["hal0.dev/igpu"].0, "1");
+    assert!(!l.contains_key("amd.com/gpu"));
 }
 
 #[test]
