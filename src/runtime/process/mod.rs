@@ -3,7 +3,8 @@
 //! - `supervisor` the per-slot task: start, stop, wait, health; a handle to talk to it
 //! - `spawn`      starting a child in its own process group, with its logs pumped
 //! - `kill`       SIGTERM → grace → SIGKILL of a whole process group
-//! - `health`     HTTP readiness probes
+//! - `health`     HTTP readiness probes; llama-server's sleep state (`/props`)
+//! - `answer`     the answer check before ready (a slot's `probe`)
 //! - `memory`   measured resident memory (now and peak) of a provider
 //! - `logs`       bounded per-slot log buffers
 //! - `shim`       `hal0 __exec-child`: makes a child die with hal0 (PR_SET_PDEATHSIG), then execs
