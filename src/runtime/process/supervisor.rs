@@ -201,7 +201,8 @@ impl Supervisor {
             });
             return;
         }
-        tracing::info!(slot = %self.slot, argv = ?command.argv(), "starting provider");
+        let shown = loggable_argv(&command.argv());
+        tracing::info!(slot = %self.slot, argv = ?shown, "starting provider");
         match spawn(&self.slot, &command, &self.config, &self.logs) {
             Ok(child) => {
                 pidfiles::write(self.config.state_dir.as_deref(), &self.slot, child.pid);
@@ -370,5 +371,68 @@ async fn wait_current(current: &mut Option<Running>) -> String {
     match current.as_mut() {
         Some(run) => run.child.wait_exit().await,
         None => std::future::pending().await,
+    }
+}
+
+/// `argv` as it may be logged: the value of a flag whose name looks secret (`--api-key X`,
+/// `--hf-token=X`, `--password X`) is replaced, so a key passed in a slot's `args` never
+/// reaches the log.
+fn loggable_argv<S: AsRef<str>>(argv: &[S]) -> Vec<String> {
+    let secret = |flag: &str| {
+        let upper = flag.to_ascii_uppercase();
+        flag.starts_with('-')
+            && ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"]
+                .iter()
+                .any(|m| upper.contains(m))
+    };
+    let mut out = Vec::with_capacity(argv.len());
+    let mut hide_next = false;
+    for arg in argv.iter().map(AsRef::as_ref) {
+        if hide_next {
+            out.push("<redacted>".to_string());
+            hide_next = false;
+            continue;
+        }
+        match arg.split_once('=') {
+            Some((flag, _)) if secret(flag) => out.push(format!("{flag}=<redacted>")),
+            None if secret(arg) => {
+                hide_next = true;
+                out.push(arg.to_string());
+            }
+            _ => out.push(arg.to_string()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod argv_tests {
+    use super::loggable_argv;
+
+    #[test]
+    fn secret_flag_values_are_not_logged() {
+        let argv = [
+            "llama-server",
+            "--api-key",
+            "sk-123",
+            "--hf-token=hf_abc",
+            "--port",
+            "8081",
+            "-m",
+            "/m.gguf",
+        ];
+        assert_eq!(
+            loggable_argv(&argv),
+            [
+                "llama-server",
+                "--api-key",
+                "<redacted>",
+                "--hf-token=<redacted>",
+                "--port",
+                "8081",
+                "-m",
+                "/m.gguf"
+            ]
+        );
     }
 }
