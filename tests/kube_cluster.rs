@@ -677,3 +677,48 @@ async fn two_slots_claiming_one_alias_are_both_degraded_until_one_lets_go() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn igpu_slots_request_their_memory_so_the_scheduler_never_overcommits_an_apu() {
+    let c = cluster();
+    let ns = c.namespace("placement");
+    // One APU node: 8 schedulable iGPU IDs and 16 GiB of GTT, as `hal0 device-plugin --device
+    // igpu` and `--device igpu-memory` advertise them. The other kwok nodes have neither.
+    let node = "apu-node";
+    let yaml = format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n  annotations:\n    kwok.x-k8s.io/node: fake\n  labels:\n    kubernetes.io/hostname: {node}\n    type: kwok\nstatus:\n  allocatable: {{cpu: \"32\", memory: 128Gi, pods: \"110\", amd.com/gpu: \"8\", amd.com/gpu-memory: \"16\"}}\n  capacity: {{cpu: \"32\", memory: 128Gi, pods: \"110\", amd.com/gpu: \"8\", amd.com/gpu-memory: \"16\"}}\n"
+    );
+    let out = c.kubectl_in(&["apply", "-f", "-"], Some(&yaml));
+    assert!(out.ok(), "{}", out.stderr);
+    let config = cluster().dir.join("controller-gpu-memory.yaml");
+    std::fs::write(&config, "gpuMemoryResource: amd.com/gpu-memory\n").expect("config");
+    let _ctl = controller(
+        Some(&ns),
+        &["--leader-elect=false", &format!("--config={}", config.display())],
+    );
+    let big = |name: &str| slot_yaml(name, "  device: igpu\n  memory: 10Gi\n  autoload: true\n");
+    assert!(c.apply(&ns, &big("first")).ok());
+    let first = slot_where(&ns, "first", "loaded on the APU", |s| phase(s) == "ready").await;
+    assert_eq!(first["status"]["replicas"], 1);
+    let dep = get("deployment", &ns, "hal0-slot-first").await.expect("dep");
+    assert_eq!(
+        container(&dep)["resources"]["limits"]["amd.com/gpu-memory"],
+        "10",
+        "10Gi of memory is 10 GiB units of GTT"
+    );
+    // A second 10 GiB model does not fit next to the first (16 GiB): its pod stays Pending.
+    assert!(c.apply(&ns, &big("second")).ok());
+    until("the second pod Pending for lack of GTT", WAIT, || async {
+        let out = c.kubectl(&[
+            "get", "pods", "-n", &ns, "-l", "hal0.dev/slot=second", "-o",
+            "jsonpath={.items[0].status.conditions[?(@.type==\"PodScheduled\")].message}",
+        ]);
+        out.stdout.contains("amd.com/gpu-memory").then_some(())
+    })
+    .await;
+    assert_eq!(phase(&get("slot", &ns, "second").await.expect("slot")), "loading");
+    // When the first goes, the second gets the memory.
+    let out = c.kubectl(&["delete", "slot", "first", "-n", &ns, "--timeout=60s"]);
+    assert!(out.ok(), "{}", out.stderr);
+    slot_where(&ns, "second", "loaded once the first is gone", |s| phase(s) == "ready").await;
+}

@@ -364,6 +364,14 @@ fn name_conflicts(slot: &Slot, ctx: &Context, ns: &str) -> Option<String> {
     )
 }
 
+/// What the API server said, for a status message: its message, not the whole error value.
+fn api_message(kind: &str, e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("applying the {kind} failed ({}): {}", s.code, s.message),
+        other => format!("applying the {kind} failed: {other}"),
+    }
+}
+
 fn objects_hash(deployment: &Deployment, service: &Service) -> u64 {
     let mut h = DefaultHasher::new();
     serde_json::to_string(deployment)
@@ -417,7 +425,7 @@ async fn apply_objects(
     {
         Ok(d) => d,
         Err(source) => {
-            let obs = Observation::ApplyFailed(source.to_string());
+            let obs = Observation::ApplyFailed(api_message("Deployment", &source));
             write_status(slot, ctx, ns, slot_status(slot, &obs, None, now)).await?;
             return Err(Error::ApplyFailed {
                 kind: "Deployment",
@@ -430,7 +438,7 @@ async fn apply_objects(
     let svc = match services.patch(object, &pp, &Patch::Apply(&service)).await {
         Ok(s) => s,
         Err(source) => {
-            let obs = Observation::ApplyFailed(source.to_string());
+            let obs = Observation::ApplyFailed(api_message("Service", &source));
             write_status(slot, ctx, ns, slot_status(slot, &obs, None, now)).await?;
             return Err(Error::ApplyFailed {
                 kind: "Service",

@@ -318,7 +318,7 @@ impl Plane {
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             format!("--service-account-key-file={}", d(&certs.sa_pub)),
             format!("--service-account-signing-key-file={}", d(&certs.sa_key)),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
             "--allow-privileged=true".into(),
             "--etcd-compaction-interval=0".into(),
             "--v=1".into(),
