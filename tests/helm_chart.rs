@@ -860,19 +860,7 @@ async fn a_release_service_accounts_run_the_controller_and_gateway() {
         ],
         port,
     );
-    let http = reqwest::Client::new();
-    until("the gateway lists the release's Slot", WAIT, || async {
-        let body: Value = http
-            .get(gw.url("/v1/models"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        body.to_string().contains("\"routed\"").then_some(())
-    })
-    .await;
+    cluster::until_listed(&gw, "routed").await;
     drop(gw);
     drop(ctl);
 

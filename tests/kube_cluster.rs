@@ -211,18 +211,7 @@ async fn the_gateway_wakes_a_slot_at_zero_routes_to_it_and_parks_a_degraded_one(
     slot_where(ns, "wake", "reconciled at zero", |s| phase(s) == "stopped").await;
 
     let http = reqwest::Client::new();
-    until("the gateway lists the Slot", WAIT, || async {
-        let body: Value = http
-            .get(gw.url("/v1/models"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        body.to_string().contains("\"wake\"").then_some(())
-    })
-    .await;
+    cluster::until_listed(&gw, "wake").await;
     let (status, body) = chat(&http, &gw, "waker").await;
     assert_eq!(status, 200, "{body}");
     let slot = get("slot", ns, "wake").await.expect("slot");
@@ -694,13 +683,18 @@ async fn igpu_slots_request_their_memory_so_the_scheduler_never_overcommits_an_a
     std::fs::write(&config, "gpuMemoryResource: amd.com/gpu-memory\n").expect("config");
     let _ctl = controller(
         Some(&ns),
-        &["--leader-elect=false", &format!("--config={}", config.display())],
+        &[
+            "--leader-elect=false",
+            &format!("--config={}", config.display()),
+        ],
     );
     let big = |name: &str| slot_yaml(name, "  device: igpu\n  memory: 10Gi\n  autoload: true\n");
     assert!(c.apply(&ns, &big("first")).ok());
     let first = slot_where(&ns, "first", "loaded on the APU", |s| phase(s) == "ready").await;
     assert_eq!(first["status"]["replicas"], 1);
-    let dep = get("deployment", &ns, "hal0-slot-first").await.expect("dep");
+    let dep = get("deployment", &ns, "hal0-slot-first")
+        .await
+        .expect("dep");
     assert_eq!(
         container(&dep)["resources"]["limits"]["amd.com/gpu-memory"],
         "10",
@@ -710,15 +704,27 @@ async fn igpu_slots_request_their_memory_so_the_scheduler_never_overcommits_an_a
     assert!(c.apply(&ns, &big("second")).ok());
     until("the second pod Pending for lack of GTT", WAIT, || async {
         let out = c.kubectl(&[
-            "get", "pods", "-n", &ns, "-l", "hal0.dev/slot=second", "-o",
+            "get",
+            "pods",
+            "-n",
+            &ns,
+            "-l",
+            "hal0.dev/slot=second",
+            "-o",
             "jsonpath={.items[0].status.conditions[?(@.type==\"PodScheduled\")].message}",
         ]);
         out.stdout.contains("amd.com/gpu-memory").then_some(())
     })
     .await;
-    assert_eq!(phase(&get("slot", &ns, "second").await.expect("slot")), "loading");
+    assert_eq!(
+        phase(&get("slot", &ns, "second").await.expect("slot")),
+        "loading"
+    );
     // When the first goes, the second gets the memory.
     let out = c.kubectl(&["delete", "slot", "first", "-n", &ns, "--timeout=60s"]);
     assert!(out.ok(), "{}", out.stderr);
-    slot_where(&ns, "second", "loaded once the first is gone", |s| phase(s) == "ready").await;
+    slot_where(&ns, "second", "loaded once the first is gone", |s| {
+        phase(s) == "ready"
+    })
+    .await;
 }

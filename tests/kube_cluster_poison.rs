@@ -72,19 +72,7 @@ async fn a_poison_slot_degrades_only_itself() {
             out.stderr
         );
     }
-    let http = reqwest::Client::new();
-    let models = until("the gateway routes the good Slot", WAIT, || async {
-        let body: Value = http
-            .get(gw.url("/v1/models"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        body.to_string().contains("\"fine\"").then_some(body)
-    })
-    .await;
+    let models = cluster::until_listed(&gw, "fine").await;
     let text = models.to_string();
     assert!(
         !text.contains("poison") && !text.contains("forever"),

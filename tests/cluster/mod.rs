@@ -289,6 +289,24 @@ where
     }
 }
 
+/// Waits until the gateway's `/v1/models` lists `model`; the whole answer.
+pub async fn until_listed(gw: &Proc, model: &str) -> Value {
+    let http = reqwest::Client::new();
+    let quoted = format!("\"{model}\"");
+    until(&format!("the gateway lists {model}"), WAIT, || async {
+        let body: Value = http
+            .get(gw.url("/v1/models"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        body.to_string().contains(&quoted).then_some(body)
+    })
+    .await
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
