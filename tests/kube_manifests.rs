@@ -180,7 +180,10 @@ fn the_image_tag_is_the_hal0_version() {
             images += 1;
         }
     }
-    assert_eq!(images, 4, "controller, gateway, two device plugins");
+    assert_eq!(
+        images, 5,
+        "controller, gateway, two device plugins and the GTT plugin"
+    );
 }
 
 #[test]
