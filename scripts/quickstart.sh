@@ -5,7 +5,7 @@
 #      ${HAL0_TEST_CACHE:-$HOME/.cache/hal0-test} (scripts/setup-providers.sh; root the first
 #      time, for apt and debootstrap): 1-2 minutes the first time, a second after;
 #   2. hal0 itself, built and installed as ~/.cargo/bin/hal0 (`cargo install --path .`, built in
-#      ./target): several minutes on 2 cores the first time, seconds after; if that directory is
+#      ./target): about 11 minutes on 2 cores the first time (README.md), seconds after; if that directory is
 #      not on PATH, a link in /usr/local/bin (root) or ~/.local/bin;
 #   3. your config, ${XDG_CONFIG_HOME:-~/.config}/hal0/hal0.toml (or $HAL0_CONFIG), created with
 #      one autoloaded chat slot ONLY IF IT DOES NOT EXIST: slots you add later stay;
@@ -28,7 +28,7 @@ HAL0_LOG_TAG=quickstart
 took() { log "    took $((SECONDS - $1))s"; }
 
 t=$SECONDS
-log "1/4 providers: llama-server + SmolLM2 (first run: 1-2 min, with progress lines; then cached)"
+log "1/4 providers: llama-server + SmolLM2 (first run: about a minute, with progress lines; then cached)"
 vars=$(scripts/setup-providers.sh)
 eval "$vars"
 took "$t"
@@ -39,7 +39,7 @@ if [ -n "${HAL0_QUICKSTART_BIN:-}" ]; then
     hal0_bin=$HAL0_QUICKSTART_BIN
     log "2/4 hal0: using $hal0_bin (HAL0_QUICKSTART_BIN)"
 else
-    log "2/4 hal0: cargo install --path . --bin hal0 (first run: several minutes on 2 cores; then seconds)"
+    log "2/4 hal0: cargo install --path . --bin hal0 (first run: a release build, about 11 min on 2 cores; then seconds)"
     # Built in ./target so later runs are incremental; installed as $cargo_home/bin/hal0.
     CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} \
         cargo install --locked --force --path . --bin hal0
