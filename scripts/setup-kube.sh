@@ -47,6 +47,8 @@ export CGO_ENABLED=0 GOBIN=$BIN
 GO_P=${HAL0_GO_P:-2}
 
 command -v go >/dev/null || die "go is not installed (Go >= 1.26 is needed to build the control plane)"
+# hal0-testenv makes the control plane's certificates with the openssl command.
+command -v openssl >/dev/null || apt_install openssl
 
 take_lock setup-kube
 mkdir -p "$BIN" "$SRC"
