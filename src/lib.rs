@@ -7,17 +7,18 @@
 //! - `config`     hal0.toml: parse, validate (errors with line:col), merged view · model
 //! - `core`       PURE: plan(), lifecycle, ports, memory admission, backoff · model
 //! - `providers`  per provider: argv, env, health path, model refs · model
-//! - `runtime`    process supervisors: spawn, health, kill tree, logs, orphan reaping · model, providers
-//! - `source`     file.rs: watch hal0.toml (notify + poll), debounce, publish DesiredState · model, config
-//! - `controller` the loop: trigger → snapshot → plan → apply → publish; request activity · model, core, runtime
-//! - `gateway`    the /v1 front door: routing by model, proxy, wake-on-request, errors · model
+//! - `runtime`    process supervisors: spawn, health, kill tree, logs, orphan reaping · model, providers, pull, core (events)
+//! - `source`     file.rs: watch hal0.toml (notify + poll), debounce, torn-read guard · model, config;
+//!                kube.rs: Slots → the gateway's routing table and statuses · model, core, crd, kubernetes
+//! - `controller` the loop: trigger → snapshot → plan → apply (until settled) → publish · model, core, runtime, providers, pull
+//! - `gateway`    the /v1 front door: routing, turn queue, proxy, wake, limits, errors · model, config (suggest)
 //! - `deviceplugin` kubelet device plugins: proto, sysfs discovery, gRPC server, registration · model
-//! - `api`        the management API under /api: slots, writes through the file, events, OpenAPI · model, config, source
+//! - `api`        the management API under /api: slots, writes through the file, events, OpenAPI · model, config, source, providers, pull
 //! - `dashboard`  the web UI at /, assets embedded in the binary · api (over HTTP)
 //! - `pull`       hf: model downloads: resume, checksum, atomic rename, progress · providers
-//! - `cli`        `hal0 slot …` and `hal0 model …`: daemon client, direct file edits, pulls · api, config, pull
-//! - `crd`        the Slot custom resource (hal0.dev/v1alpha1) around model::SlotSpec · model
-//! - `kubernetes` Slot → Deployment + Service (pure), the Slot controller, in-cluster wake · model, crd, providers, config
+//! - `cli`        `hal0 slot …` and `hal0 model …`: daemon client (HTTP), direct file edits, pulls · model, config, providers, pull
+//! - `crd`        the Slot custom resource around model::SlotSpec; schema.rs: patterns + CEL from the rules · model
+//! - `kubernetes` Slot → Deployment + Service (pure), the reconciler, leader election, in-cluster wake · model, crd, providers, config, gateway (SlotControl)
 //! - `service`    `hal0 service install|uninstall|print`: the systemd units of deploy/systemd · config
 //! - `app`        composition root for `hal0 serve` · everything
 //! - `app_kube`   composition root for `hal0 controller` and `hal0 serve --source kube` · everything
