@@ -8,8 +8,8 @@
 //! - `core`       PURE: plan(), lifecycle, ports, memory admission, backoff · model
 //! - `providers`  per provider: argv, env, health path, model refs · model
 //! - `runtime`    process supervisors: spawn, health, kill tree, logs, orphan reaping · model, providers, pull, core (events)
-//! - `source`     file.rs: watch hal0.toml (notify + poll), debounce, torn-read guard · model, config;
-//!                kube.rs: Slots → the gateway's routing table and statuses · model, core, crd, kubernetes
+//! - `source`     file.rs: watch hal0.toml (notify + poll), debounce, torn-read guard · model, config
+//! - `source::kube` Slots → the gateway's routing table and statuses · model, core, crd, kubernetes
 //! - `controller` the loop: trigger → snapshot → plan → apply (until settled) → publish · model, core, runtime, providers, pull
 //! - `gateway`    the /v1 front door: routing, turn queue, proxy, wake, limits, errors · model, config (suggest)
 //! - `deviceplugin` kubelet device plugins: proto, sysfs discovery, gRPC server, registration · model
