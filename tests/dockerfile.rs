@@ -277,3 +277,21 @@ fn the_image_runs_as_non_root_with_ca_certificates() {
         "hal0 is the entrypoint"
     );
 }
+
+#[test]
+fn e2e_kube_builds_the_same_dockerfile() {
+    let run = read("e2e/kube/run.sh");
+    assert!(
+        run.contains("docker build --target e2e -t hal0:e2e ."),
+        "e2e/kube/run.sh must build the root Dockerfile's e2e stage"
+    );
+    assert!(
+        !std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("e2e/kube/Dockerfile")
+            .exists()
+    );
+    assert!(
+        read("Dockerfile").contains("AS e2e"),
+        "the root Dockerfile has the e2e stage"
+    );
+}

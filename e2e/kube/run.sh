@@ -37,7 +37,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "image"
-docker build -f e2e/kube/Dockerfile -t hal0:e2e .
+docker build --target e2e -t hal0:e2e .   # the root Dockerfile, plus hal0-fake-provider
 
 step "cluster ($MODE)"
 case "$MODE" in
