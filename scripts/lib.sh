@@ -78,7 +78,9 @@ quietly() {
     while kill -0 "$pid" 2>/dev/null; do
         if [ "$SECONDS" -ge "$next" ]; then
             next=$((SECONDS + 10))
-            last=$(tail -c 2000 "$logf" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n1 | cut -c1-90)
+            # `|| true`: an empty log (a silent `go build`) makes grep fail, and with
+            # pipefail + errexit that would end the calling script without a word.
+            last=$(tail -c 2000 "$logf" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n1 | cut -c1-90 || true)
             log "  ... $name: $((SECONDS - t0))s${last:+: $last}"
         fi
         sleep 1
