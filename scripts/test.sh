@@ -14,7 +14,7 @@
 #        HAL0_CHROMIUM      Debian's chromium, for the dashboard test
 #        HAL0_KUBE_BIN_DIR  etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 #                           kubectl, kwok, helm (scripts/setup-kube.sh builds them from the
-#                           Go module proxy: ~15 min cold on 2 cores, cached after), and
+#                           Go module proxy: 8-15 min cold on 2 cores, cached after), and
 #                           hal0-devicemanager (the kubelet's device manager harness)
 #        HAL0_SCHEMATHESIS  schemathesis (PyPI), run against /api/openapi.json
 #      and Debian's systemd package (systemd-analyze) for tests/service_units.rs;
@@ -41,7 +41,7 @@ if [ -x scripts/setup-speech.sh ] && [ "${HAL0_SKIP_SPEECH:-0}" != 1 ]; then
     eval "$vars"
     export HAL0_STT_SERVER=$STT_SERVER HAL0_TTS_SERVER=$TTS_SERVER HAL0_HELLO_WAV=$HELLO_WAV
 fi
-step "building the Kubernetes control plane (scripts/setup-kube.sh; cold ~15 min, then cached)"
+step "building the Kubernetes control plane (scripts/setup-kube.sh; cold 8-15 min, then cached)"
 vars=$(scripts/setup-kube.sh)
 eval "$vars"
 export HAL0_KUBE_BIN_DIR=$KUBE_BIN_DIR
