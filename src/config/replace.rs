@@ -42,6 +42,12 @@ pub fn replace_if_unchanged(path: &Path, base: &str, text: &str) -> std::io::Res
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         drop(file);
+        // A last look after the (slow) fsync: an edit that landed meanwhile is seen here and
+        // never swapped out, so the window in which a reader could see our version in place
+        // of a newer one shrinks from the fsync to the microseconds before the exchange.
+        if read_to_string(&target)? != base {
+            return Ok(Replaced::Raced);
+        }
         let outcome = match exchange(&tmp, &target) {
             Ok(()) => after_exchange(&tmp, &target, base, text)?,
             Err(e) if exchange_unsupported(&e) => {
