@@ -187,13 +187,23 @@ async fn the_gateway_wakes_a_slot_at_zero_routes_to_it_and_parks_a_degraded_one(
     // The gateway's Role (deploy/rbac.yaml) is for namespace hal0.
     let ns = "hal0";
     let port = cluster::free_port();
-    let mut provider = std::process::Command::new(env!("CARGO_BIN_EXE_hal0-fake-provider"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["-m", "/models/Small.gguf"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("fake provider");
+    // Killed when dropped, also when an assertion fails.
+    struct Provider(std::process::Child);
+    impl Drop for Provider {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _provider = Provider(
+        std::process::Command::new(env!("CARGO_BIN_EXE_hal0-fake-provider"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["-m", "/models/Small.gguf"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("fake provider"),
+    );
     // A quota no 8Gi pod fits in: the Deployment of Slot "stuck" cannot create its pod.
     let quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: small\nspec:\n  hard:\n    requests.memory: 2Gi\n";
     assert!(c.apply(ns, quota).ok());
@@ -245,8 +255,6 @@ async fn the_gateway_wakes_a_slot_at_zero_routes_to_it_and_parks_a_degraded_one(
         t0.elapsed() < Duration::from_secs(5),
         "answered at once, not after a load timeout"
     );
-    let _ = provider.kill();
-    let _ = provider.wait();
     let _ = c.kubectl(&["delete", "slot", "wake", "stuck", "-n", ns, "--wait=false"]);
     let _ = c.kubectl(&["delete", "resourcequota", "small", "-n", ns]);
 }
