@@ -4,7 +4,8 @@
 //! # Layout (one line per module: what it owns · what it may use)
 //!
 //! - `model`      SlotName, SlotSpec, DesiredState, Phase, SlotStatus, RoutingTable · serde, schemars
-//! - `config`     hal0.toml: parse, validate (errors with line:col), merged view · model
+//! - `rules`      PURE: the slot rules on SlotSpec and the set of slots → typed violations; the field tables the CRD schema is generated from · model
+//! - `config`     hal0.toml: parse into types, the rules' violations at line:col, merged view · model, rules
 //! - `core`       PURE: plan(), lifecycle, ports, memory admission, backoff · model
 //! - `providers`  per provider: argv, env, health path, model refs · model
 //! - `runtime`    process supervisors: spawn, health, kill tree, logs, orphan reaping · model, providers, pull, core (events)
@@ -39,6 +40,7 @@ pub mod kubernetes;
 pub mod model;
 pub mod providers;
 pub mod pull;
+pub mod rules;
 pub mod runtime;
 pub mod service;
 pub mod source;

@@ -1,4 +1,4 @@
-//! The pure core stays pure: `core/` and `model/` never import I/O, async, logging or clocks
+//! The pure core stays pure: `core/`, `model/` and `rules/` never import I/O, async, logging or clocks
 //! (ARCHITECTURE.md). A use of any of these words in their source fails this test.
 
 use std::path::Path;
@@ -37,11 +37,12 @@ fn check_dir(dir: &Path, bad: &mut Vec<String>) {
 }
 
 #[test]
-fn core_and_model_do_no_io_and_read_no_clock() {
+fn core_model_and_rules_do_no_io_and_read_no_clock() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut bad = Vec::new();
     check_dir(&root.join("core"), &mut bad);
     check_dir(&root.join("model"), &mut bad);
+    check_dir(&root.join("rules"), &mut bad);
     assert!(
         bad.is_empty(),
         "the pure core imports the outside world:\n{}",

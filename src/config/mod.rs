@@ -8,8 +8,8 @@
 //! - `diagnostic` `Diagnostic`, `ConfigErrors`, byte span → line:column
 //! - `spans`      typed reads from the span-carrying TOML tree, one error per bad value
 //! - `read`       top level, `[server]`, `[providers."…"]` → model types
-//! - `slot`       one `[slots.<name>]` → `SlotSpec`
-//! - `validate`   rules across fields and slots (roles, ports, names, misplaced keys)
+//! - `slot`       one `[slots.<name>]` → `SlotSpec`, with the span of each part
+//! - `validate`   runs `crate::rules` on what was read; each violation at its span
 //! - `suggest`    "did you mean" by edit distance
 //! - `show`       the merged view with defaults filled in and secrets redacted
 //! - `cli`        `hal0 config validate|show`

@@ -15,9 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Serialize, Serializer};
 
 use crate::model::{DesiredState, Device, HumanDuration, ProviderOverride, Role, SlotSpec};
-
-/// What replaces a secret value.
-pub const REDACTED: &str = "<redacted>";
+pub use crate::rules::{REDACTED, redact_url};
 
 /// Substrings (upper-case) that make an environment variable name look secret.
 const SECRET_MARKERS: [&str; 6] = ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"];
@@ -276,24 +274,6 @@ fn redact_env(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `https://user:pass@host/x` → `https://user:<redacted>@host/x`; a bare `token@host` loses
-/// the token.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_string();
-    };
-    let userinfo = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:{REDACTED}"),
-        None => REDACTED.to_string(),
-    };
-    format!("{scheme}://{userinfo}@{host}{path}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,21 +292,5 @@ mod tests {
         for n in ["GGML_VK_VISIBLE_DEVICES", "HOME", "LLAMA_ARG_CTX"] {
             assert!(!looks_secret(n), "{n}");
         }
-    }
-
-    #[test]
-    fn url_credentials_are_redacted() {
-        assert_eq!(
-            redact_url("https://u:p@example.com/v1"),
-            "https://u:<redacted>@example.com/v1"
-        );
-        assert_eq!(
-            redact_url("https://tok@example.com"),
-            "https://<redacted>@example.com"
-        );
-        assert_eq!(
-            redact_url("https://example.com/v1?a=b@c"),
-            "https://example.com/v1?a=b@c"
-        );
     }
 }

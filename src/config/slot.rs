@@ -1,38 +1,17 @@
-//! Reading one `[slots.<name>]` table into a `SlotSpec`, checking each field on its own (type,
-//! format, range). Rules that relate fields or slots to each other live in `validate.rs`.
+//! Reading one `[slots.<name>]` table into a `SlotSpec`: types, unknown keys, enum names,
+//! durations and sizes, with where each part was written. The rules on the typed values live
+//! in `crate::rules`; `validate.rs` maps what they find back to these spans.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use super::diagnostic::Sink;
 use super::spans::{At, Field, KeySpans, Node, Table, join, type_name};
-use crate::model::{
-    AnswerProbe, BUILTIN_SLOTS, Device, ProviderKind, Role, SlotName, SlotSpec, UpstreamAuth,
-};
+use crate::model::{AnswerProbe, Device, ProviderKind, Role, SlotSpec, UpstreamAuth};
+use crate::rules;
 
-/// The keys allowed in a slot table; one per `SlotSpec` field.
-pub(crate) const SLOT_KEYS: [&str; 20] = [
-    "provider",
-    "model",
-    "role",
-    "idle_timeout",
-    "device",
-    "args",
-    "env",
-    "aliases",
-    "port",
-    "autoload",
-    "priority",
-    "pinned",
-    "min_residency",
-    "sleep_after",
-    "probe",
-    "memory",
-    "upstream",
-    "api_key_env",
-    "auth",
-    "models",
-];
+/// The keys allowed in a slot table; one per `SlotSpec` field (the rules' table).
+pub(crate) const SLOT_KEYS: [&str; 20] = rules::SLOT_FIELDS;
 
 /// Every role, in the order `ProviderKind::roles` lists them.
 pub(crate) const ROLES: [Role; 5] = [
@@ -52,8 +31,8 @@ pub(crate) const AUTHS: [(UpstreamAuth, &str); 2] = [
 
 /// A slot read from the file, with where its parts were written.
 pub(crate) struct SlotRead {
-    /// The name as written; it may be invalid (already reported), but the slot's other rules
-    /// are still checked so that one run finds every problem.
+    /// The name as written; it may be invalid (the rules report it), but the slot's other
+    /// rules are still checked so that one run finds every problem.
     pub name: String,
     /// The slot's name as written (`primary` in `[slots.primary]`): where problems with the
     /// slot as a whole, such as a missing key, are reported.
@@ -62,22 +41,14 @@ pub(crate) struct SlotRead {
     pub path: String,
     /// Where each key that is present was written.
     pub fields: BTreeMap<&'static str, KeySpans>,
-    /// Each alias with its span, for collision messages.
-    pub aliases: Vec<At<String>>,
-    /// Each upstream model name with its span, for collision messages.
-    pub models: Vec<At<String>>,
+    /// Where each element of `aliases` and `models` was written.
+    pub items: BTreeMap<&'static str, Vec<Range<usize>>>,
+    /// Where each entry of `probe` was written (`prompt`, `expect`).
+    pub entries: BTreeMap<(&'static str, &'static str), Range<usize>>,
     pub spec: SlotSpec,
 }
 
 impl SlotRead {
-    /// The role a built-in slot must serve, or `None` for a custom slot.
-    pub fn builtin_role(&self) -> Option<Role> {
-        BUILTIN_SLOTS
-            .iter()
-            .find(|(n, _)| *n == self.name)
-            .map(|(_, r)| *r)
-    }
-
     /// The span of `key`'s value, else of the slot name.
     pub fn value_span(&self, key: &str) -> Range<usize> {
         self.fields
@@ -103,9 +74,6 @@ pub(crate) fn read(
     node: &Node<'_>,
 ) -> Option<SlotRead> {
     let path = join(&slots.path, name.value);
-    if let Err(e) = SlotName::parse(name.value) {
-        sink.error(name.span.clone(), path.clone(), e.to_string());
-    }
     let table = Table::of(sink, node, path.clone())?;
     table.deny_unknown(sink, &SLOT_KEYS);
 
@@ -129,45 +97,41 @@ pub(crate) fn read(
 
     let mut spec = SlotSpec::new(provider.unwrap_or(ProviderKind::LlamaCpp), None);
     let mut fields = BTreeMap::new();
-    let mut aliases = Vec::new();
-    let mut models = Vec::new();
+    let mut items = BTreeMap::new();
+    let mut entries = BTreeMap::new();
     for key in SLOT_KEYS {
         let Some(f) = table.field(key) else { continue };
         fields.insert(key, f.spans());
         match key {
-            "model" => spec.model = f.non_empty_string(sink),
+            "model" => spec.model = f.string(sink),
             "role" => spec.role = role(sink, &f),
             "idle_timeout" => spec.idle_timeout = f.duration(sink),
             "min_residency" => spec.min_residency = f.duration(sink),
-            "probe" => spec.probe = probe(sink, &f),
-            "sleep_after" => spec.sleep_after = sleep_after(sink, &f),
+            "probe" => spec.probe = probe(sink, &f, &mut entries),
+            "sleep_after" => spec.sleep_after = f.duration(sink),
             "device" => spec.device = device(sink, &f),
             "args" => spec.args = args(sink, &f).unwrap_or_default(),
             "env" => spec.env = f.string_map(sink).unwrap_or_default(),
-            "aliases" => {
-                aliases = f.string_array(sink).unwrap_or_default();
-                spec.aliases = aliases.iter().map(|a| a.value.clone()).collect();
-            }
+            "aliases" => spec.aliases = strings(sink, &f, key, &mut items),
             "port" => {
+                let ports = rules::PORT_RANGE;
                 spec.port = f
-                    .integer_in(sink, 1, 65535)
+                    .integer_in(sink, (*ports.start()).into(), (*ports.end()).into())
                     .and_then(|n| u16::try_from(n).ok());
             }
             "autoload" => spec.autoload = f.bool(sink).unwrap_or_default(),
             "priority" => {
+                let range = rules::PRIORITY_RANGE;
                 spec.priority = f
-                    .integer_in(sink, 0, 100)
+                    .integer_in(sink, (*range.start()).into(), (*range.end()).into())
                     .and_then(|n| u8::try_from(n).ok());
             }
             "pinned" => spec.pinned = f.bool(sink).unwrap_or_default(),
             "memory" => spec.memory = f.byte_size(sink),
-            "upstream" => spec.upstream = upstream(sink, &f),
-            "api_key_env" => spec.api_key_env = f.env_var_name(sink),
+            "upstream" => spec.upstream = f.string(sink),
+            "api_key_env" => spec.api_key_env = f.string(sink),
             "auth" => spec.auth = auth(sink, &f),
-            "models" => {
-                models = f.string_array(sink).unwrap_or_default();
-                spec.models = models.iter().map(|m| m.value.clone()).collect();
-            }
+            "models" => spec.models = strings(sink, &f, key, &mut items),
             _ => {}
         }
     }
@@ -177,8 +141,8 @@ pub(crate) fn read(
         name_span: name.span,
         path,
         fields,
-        aliases,
-        models,
+        items,
+        entries,
         spec: SlotSpec {
             provider: provider?,
             ..spec
@@ -186,48 +150,50 @@ pub(crate) fn read(
     })
 }
 
-/// llama-server counts whole seconds, at least one.
-fn sleep_after(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<crate::model::HumanDuration> {
-    let d = f.duration(sink)?;
-    if d.as_duration() < std::time::Duration::from_secs(1) {
-        f.error(
-            sink,
-            "must be at least 1s (the provider counts whole seconds); leave it out to never sleep",
-        );
-        return None;
-    }
-    Some(d)
-}
-
-/// `probe = { prompt = "...", expect = "..." }` (both or neither; `{}` is the built-in check).
-fn probe(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<AnswerProbe> {
+/// `probe = { prompt = "...", expect = "..." }` (`{}` is the built-in check).
+fn probe(
+    sink: &mut Sink<'_>,
+    f: &Field<'_, '_>,
+    entries: &mut BTreeMap<(&'static str, &'static str), Range<usize>>,
+) -> Option<AnswerProbe> {
     let table = Table::of(sink, f.node, f.path.clone())?;
     table.deny_unknown(sink, &["prompt", "expect"]);
-    let prompt = table.field("prompt");
-    let expect = table.field("expect");
-    let both = match (&prompt, &expect) {
-        (Some(_), None) => Some(("prompt", "expect", "the text its answer must contain")),
-        (None, Some(_)) => Some(("expect", "prompt", "the message to send")),
-        _ => None,
-    };
-    if let Some((given, missing, what)) = both {
-        f.error(
-            sink,
-            format!(
-                "{given} is set without {missing}: set {missing} too ({what}), or leave both out                  (probe = {{}}) for the built-in check"
-            ),
-        );
-        return None;
+    let mut probe = AnswerProbe::default();
+    for (key, value) in [("prompt", &mut probe.prompt), ("expect", &mut probe.expect)] {
+        if let Some(e) = table.field(key) {
+            entries.insert(("probe", key), e.node.span());
+            *value = Some(e.string(sink)?);
+        }
     }
-    let prompt = match prompt {
-        Some(p) => Some(p.non_empty_string(sink)?),
-        None => None,
-    };
-    let expect = match expect {
-        Some(e) => Some(e.non_empty_string(sink)?),
-        None => None,
-    };
-    Some(AnswerProbe { prompt, expect })
+    Some(probe)
+}
+
+/// An array of strings (`aliases`, `models`), remembering where each was written.
+fn strings(
+    sink: &mut Sink<'_>,
+    f: &Field<'_, '_>,
+    key: &'static str,
+    items: &mut BTreeMap<&'static str, Vec<Range<usize>>>,
+) -> Vec<String> {
+    let read = f.array(sink, "an array of strings", |sink, node, path| {
+        match node.get_ref() {
+            toml::de::DeValue::String(s) => Some(At {
+                value: s.to_string(),
+                span: node.span(),
+            }),
+            other => {
+                sink.error(
+                    node.span(),
+                    path,
+                    format!("expected a string, found {}", type_name(other)),
+                );
+                None
+            }
+        }
+    });
+    let read = read.unwrap_or_default();
+    items.insert(key, read.iter().map(|a| a.span.clone()).collect());
+    read.into_iter().map(|a| a.value).collect()
 }
 
 fn role(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<Role> {
@@ -263,43 +229,6 @@ fn args(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<Vec<String>> {
             }
         }
     })
-}
-
-/// An `http://` or `https://` base URL with a host.
-fn upstream(sink: &mut Sink<'_>, f: &Field<'_, '_>) -> Option<String> {
-    let url = f.string(sink)?;
-    let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"));
-    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or_default());
-    let ok = host.is_some_and(|h| !h.is_empty()) && !url.chars().any(char::is_whitespace);
-    if !ok {
-        f.error(
-            sink,
-            format!(
-                "{url:?} is not an http:// or https:// URL; write the API's base URL, like \
-                 \"https://openrouter.ai/api/v1\""
-            ),
-        );
-        return None;
-    }
-    let authority = rest
-        .map(|r| r.split(['/', '?', '#']).next().unwrap_or_default())
-        .unwrap_or_default();
-    if authority.contains('@') {
-        f.error(
-            sink,
-            format!(
-                "{:?} has credentials in it; hal0 does not send or show URL credentials: put the \
-                 key in an environment variable and name it in api_key_env (with auth = \
-                 \"bearer\" or \"x-api-key\")",
-                super::show::redact_url(&url)
-            ),
-        );
-        return None;
-    }
-    Some(url)
 }
 
 #[cfg(test)]

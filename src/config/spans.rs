@@ -328,18 +328,9 @@ pub(crate) fn check_env_var_name(
     span: Range<usize>,
     path: &str,
 ) -> bool {
-    let mut chars = s.chars();
-    let ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ok = crate::rules::is_env_var_name(s);
     if !ok {
-        sink.error(
-            span,
-            path.to_string(),
-            "must be the name of an environment variable (letters, digits and '_', like \
-             \"OPENROUTER_API_KEY\"), not the secret itself",
-        );
+        sink.error(span, path.to_string(), crate::rules::ENV_VAR_NAME_MESSAGE);
     }
     ok
 }
