@@ -110,6 +110,24 @@ fn slot_names_must_match_the_pattern() {
                 (3, 12, "slots.My-Slot.priority", &["must be from 0 to 100"]),
             ],
         ),
+        (
+            "a badly named slot without a provider",
+            "[slots.My-Slot]\nmodel = \"flm:a\"\n",
+            &[
+                (
+                    1,
+                    8,
+                    "slots.My-Slot",
+                    &["must start with a lowercase letter"],
+                ),
+                (
+                    1,
+                    8,
+                    "slots.My-Slot",
+                    &["missing required key \"provider\""],
+                ),
+            ],
+        ),
     ]);
 }
 

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use super::diagnostic::Sink;
 use super::spans::{At, Field, KeySpans, Node, Table, join, type_name};
-use crate::model::{AnswerProbe, Device, ProviderKind, Role, SlotSpec, UpstreamAuth};
+use crate::model::{AnswerProbe, Device, ProviderKind, Role, SlotName, SlotSpec, UpstreamAuth};
 use crate::rules;
 
 /// The keys allowed in a slot table; one per `SlotSpec` field (the rules' table).
@@ -31,7 +31,7 @@ pub(crate) const AUTHS: [(UpstreamAuth, &str); 2] = [
 
 /// A slot read from the file, with where its parts were written.
 pub(crate) struct SlotRead {
-    /// The name as written; it may be invalid (the rules report it), but the slot's other
+    /// The name as written; it may be invalid (already reported), but the slot's other
     /// rules are still checked so that one run finds every problem.
     pub name: String,
     /// The slot's name as written (`primary` in `[slots.primary]`): where problems with the
@@ -74,6 +74,10 @@ pub(crate) fn read(
     node: &Node<'_>,
 ) -> Option<SlotRead> {
     let path = join(&slots.path, name.value);
+    // Reported here, not by the rules: a slot without a usable provider is checked no further.
+    if let Err(e) = SlotName::parse(name.value) {
+        sink.error(name.span.clone(), path.clone(), e.to_string());
+    }
     let table = Table::of(sink, node, path.clone())?;
     table.deny_unknown(sink, &SLOT_KEYS);
 

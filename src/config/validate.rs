@@ -30,7 +30,9 @@ pub(crate) fn check(sink: &mut Sink<'_>, doc: &Document) {
 
 fn report_slot(sink: &mut Sink<'_>, slot: &SlotRead, v: Violation) {
     let (span, path): (Range<usize>, String) = match v.at {
-        At::Name | At::Slot => (slot.name_span.clone(), slot.path.clone()),
+        // The reader reported the name already (also for slots it could not read further).
+        At::Name => return,
+        At::Slot => (slot.name_span.clone(), slot.path.clone()),
         // Written, but its value could not be read (already reported): not missing.
         At::Missing(key) if slot.has(key) => return,
         At::Missing(_) => (slot.name_span.clone(), slot.path.clone()),
