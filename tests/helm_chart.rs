@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use cluster::{Out, WAIT, bin_dir, cluster_bare, free_port, get, repo, spawn_hal0, until};
+use cluster::{
+    Out, WAIT, bin_dir, cluster_bare, free_port, get, repo, slot_yaml, spawn_hal0, until,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -452,12 +454,6 @@ fn cluster_ready() -> &'static cluster::Cluster {
         panic!("the CRD upgrade scenario (run first, once) failed: {e}");
     }
     cluster_bare()
-}
-
-fn slot_yaml(name: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: hal0.dev/v1alpha1\nkind: Slot\nmetadata:\n  name: {name}\nspec:\n  provider: llama.cpp\n  model: hf:org/repo/Small.gguf\n{extra}"
-    )
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -14,15 +14,8 @@ mod cluster;
 
 use std::time::Duration;
 
-use cluster::{WAIT, cluster, condition, controller, gateway, get, until};
+use cluster::{WAIT, cluster, condition, controller, gateway, get, slot_yaml, until};
 use serde_json::Value;
-
-/// A Slot manifest as a user writes it; `extra` lines go under `spec:` (indent 2).
-fn slot_yaml(name: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: hal0.dev/v1alpha1\nkind: Slot\nmetadata:\n  name: {name}\nspec:\n  provider: llama.cpp\n  model: hf:org/repo/Small.gguf\n{extra}"
-    )
-}
 
 async fn slot_where(ns: &str, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
     until(&format!("Slot {ns}/{name}: {what}"), WAIT, || async {

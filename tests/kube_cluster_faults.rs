@@ -8,17 +8,11 @@ mod cluster;
 
 use std::time::Duration;
 
-use cluster::{WAIT, cluster, controller, get, until};
+use cluster::{WAIT, cluster, controller, get, slot_yaml, until};
 
 /// The tests here restart the API server: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 use serde_json::{Value, json};
-
-fn slot_yaml(name: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: hal0.dev/v1alpha1\nkind: Slot\nmetadata:\n  name: {name}\nspec:\n  provider: llama.cpp\n  model: hf:org/repo/Small.gguf\n{extra}"
-    )
-}
 
 async fn reconciled(ns: &str, name: &str) {
     // Generous: after an API server restart, its RBAC and watch caches take a while to fill.
@@ -56,9 +50,11 @@ async fn watches_relist_after_a_compaction_and_an_api_server_restart() {
     let c = cluster();
     let ns = c.namespace("relist");
     let other = c.namespace("noise");
+    let t0 = std::time::Instant::now();
     let ctl = controller(Some(&ns), &["--leader-elect=false"]);
     assert!(c.apply(&ns, &slot_yaml("before", "")).ok());
     reconciled(&ns, "before").await;
+    eprintln!("{:?} first Slot reconciled", t0.elapsed());
 
     // Writes the controller does not watch move etcd on; then compact past all of them.
     for i in 0..30 {
@@ -75,10 +71,14 @@ async fn watches_relist_after_a_compaction_and_an_api_server_restart() {
         .expect("compact");
     assert!(resp.status().is_success(), "compaction: {}", resp.status());
 
+    eprintln!("{:?} compacted", t0.elapsed());
     c.restart("kube-apiserver");
+    eprintln!("{:?} API server restarted", t0.elapsed());
     let out = c.apply(&ns, &slot_yaml("after", ""));
     assert!(out.ok(), "{}", out.stderr);
+    eprintln!("{:?} second Slot applied", t0.elapsed());
     reconciled(&ns, "after").await;
+    eprintln!("{:?} second Slot reconciled", t0.elapsed());
     assert!(
         ctl.log_text().contains("watch failed"),
         "the watch errors were logged at warn"

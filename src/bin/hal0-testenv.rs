@@ -28,14 +28,13 @@ mod plane;
 
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
 
-/// The subcommand a child is started through (see [`exec_child`]).
-pub const SHIM: &str = "__exec-child";
+/// The subcommand a child is started through (hal0's own, see [`exec_child`]).
+pub const SHIM: &str = hal0::runtime::process::SHIM_SUBCOMMAND;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,29 +81,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// `hal0-testenv __exec-child PARENT_PID -- ARGV...`: die with the parent, then exec ARGV.
+/// `hal0-testenv __exec-child PARENT_PID ARGV...`: hal0's own shim (die with the parent,
+/// then exec ARGV).
 fn exec_child(argv: &[OsString]) -> std::io::Error {
-    let Some(parent) = argv.first().and_then(|p| p.to_str()?.parse::<i32>().ok()) else {
-        return std::io::Error::other("usage: __exec-child PARENT_PID -- ARGV...");
+    let Some(parent) = argv.first().and_then(|p| p.to_str()?.parse::<u32>().ok()) else {
+        return std::io::Error::other("usage: __exec-child PARENT_PID ARGV...");
     };
-    // hal0-testenv blocks SIGTERM/SIGINT to wait for them; the child must not inherit that.
-    if let Err(e) = nix::sys::signal::SigSet::all().thread_unblock() {
-        return std::io::Error::other(format!("cannot unblock signals: {e}"));
-    }
-    if let Err(e) = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL)) {
-        return std::io::Error::other(format!("prctl(PR_SET_PDEATHSIG) failed: {e}"));
-    }
-    if nix::unistd::getppid().as_raw() != parent {
-        return std::io::Error::other("the parent exited before the child started");
-    }
-    let rest = argv.get(1..).unwrap_or_default();
-    let rest = rest
-        .strip_prefix(&[OsString::from("--")][..])
-        .unwrap_or(rest);
-    let Some((program, args)) = rest.split_first() else {
-        return std::io::Error::other("no command given to __exec-child");
-    };
-    std::process::Command::new(program).args(args).exec()
+    hal0::runtime::process::exec_child(parent, argv.get(1..).unwrap_or_default())
 }
 
 fn run(args: Args) -> anyhow::Result<()> {

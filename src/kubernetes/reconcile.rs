@@ -317,27 +317,28 @@ fn name_conflicts(slot: &Slot, ctx: &Context, ns: &str) -> Option<String> {
     let me = slot.name_any();
     let spec = serde_json::to_value(&slot.spec).ok()?;
     let mine = claims_of(&me, &spec);
-    let peers: Vec<Arc<DynamicObject>> = store
+    // Each peer's claims, computed once for both uses below.
+    let peers: Vec<(Arc<DynamicObject>, String, Vec<super::claims::Claim>)> = store
         .state()
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(ns) && p.name_any() != me)
+        .map(|p| {
+            let name = p.name_any();
+            let claims = claims_of(&name, &p.data["spec"]);
+            (p, name, claims)
+        })
         .collect();
     let found = conflicts(
         &me,
         &mine,
-        peers.iter().map(|p| {
-            (
-                p.metadata.name.as_deref().unwrap_or_default(),
-                claims_of(&p.name_any(), &p.data["spec"]),
-            )
-        }),
+        peers
+            .iter()
+            .map(|(_, name, claims)| (name.as_str(), claims.clone())),
     );
     if let Some(poke) = ctx.poke.get() {
         let mention = format!("Slot {me:?}");
-        for p in &peers {
-            let theirs = claims_of(&p.name_any(), &p.data["spec"]);
-            let conflicting =
-                !conflicts(&p.name_any(), &theirs, [(me.as_str(), mine.clone())]).is_empty();
+        for (p, name, theirs) in &peers {
+            let conflicting = !conflicts(name, theirs, [(me.as_str(), mine.clone())]).is_empty();
             let shown = p.data["status"]["conditions"]
                 .as_array()
                 .into_iter()
@@ -348,7 +349,7 @@ fn name_conflicts(slot: &Slot, ctx: &Context, ns: &str) -> Option<String> {
                         && c["message"].as_str().is_some_and(|m| m.contains(&mention))
                 });
             if conflicting != shown {
-                let _ = poke.send(ObjectRef::new_with(&p.name_any(), slot_resource()).within(ns));
+                let _ = poke.send(ObjectRef::new_with(name, slot_resource()).within(ns));
             }
         }
     }
@@ -602,6 +603,10 @@ async fn cleanup(slot: &DynamicObject, ctx: &Context, ns: &str) -> Result<Action
     // A Slot whose name is not a slot name never got objects; nothing to clean.
     if let Ok(name) = SlotName::parse(&slot.name_any()) {
         delete_objects(&name, ctx, ns).await?;
+    }
+    // What was last applied for it is of no use any more (the map would only grow).
+    if let (Some(uid), Ok(mut map)) = (slot.uid(), ctx.applied.lock()) {
+        map.remove(&uid);
     }
     tracing::info!(slot = %slot.name_any(), "deleted: cleaned up");
     Ok(Action::await_change())

@@ -307,6 +307,14 @@ pub async fn until_listed(gw: &Proc, model: &str) -> Value {
     .await
 }
 
+/// A Slot manifest as a user writes it (llama.cpp, a placeholder model); `extra` lines go
+/// under `spec:` (indent 2).
+pub fn slot_yaml(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: hal0.dev/v1alpha1\nkind: Slot\nmetadata:\n  name: {name}\nspec:\n  provider: llama.cpp\n  model: hf:org/repo/Small.gguf\n{extra}"
+    )
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

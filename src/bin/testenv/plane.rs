@@ -108,11 +108,26 @@ fn random_hex(bytes: usize) -> anyhow::Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// SIGTERM, then SIGKILL after `grace`.
-fn stop_child(child: &mut Child, grace: Duration) {
+/// Whether `kubectl --kubeconfig KC ARGS` exits 0 (output discarded).
+fn kubectl_succeeds(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> bool {
+    Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// SIGTERM to `child`.
+fn terminate(child: &Child) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
+}
+
+/// Waits for `child` until `deadline`, then SIGKILLs it.
+fn wait_or_kill(child: &mut Child, deadline: Instant) {
     loop {
         match child.try_wait() {
             Ok(Some(_)) | Err(_) => return,
@@ -181,7 +196,6 @@ impl Plane {
         let child = Command::new(me)
             .arg(crate::SHIM)
             .arg(std::process::id().to_string())
-            .arg("--")
             .arg(program)
             .args(args)
             .stdin(Stdio::null())
@@ -362,14 +376,7 @@ impl Plane {
         let kc = self.kubeconfig.clone().context("no kubeconfig yet")?;
         let kubectl = self.tool("kubectl")?;
         self.wait_ready("kube-apiserver", || {
-            Command::new(&kubectl)
-                .arg("--kubeconfig")
-                .arg(&kc)
-                .args(["get", "--raw", "/readyz"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
+            kubectl_succeeds(&kubectl, &kc, &["get", "--raw", "/readyz"])
         })
     }
 
@@ -384,7 +391,8 @@ impl Plane {
             .with_context(|| format!("no component named {name}"))?;
         if let Some(pos) = self.children.iter().position(|(n, _)| n == name) {
             let (_, mut child) = self.children.remove(pos);
-            stop_child(&mut child, Duration::from_secs(10));
+            terminate(&child);
+            wait_or_kill(&mut child, Instant::now() + Duration::from_secs(10));
         }
         self.spawn(name, &program, &args)?;
         if name == "kube-apiserver" {
@@ -467,34 +475,28 @@ impl Plane {
             let kubectl = self.tool("kubectl")?;
             let kc2 = kubeconfig.to_path_buf();
             self.wait_ready("kwok", || {
-                Command::new(&kubectl)
-                    .arg("--kubeconfig")
-                    .arg(&kc2)
-                    .args([
+                kubectl_succeeds(
+                    &kubectl,
+                    &kc2,
+                    &[
                         "wait",
                         "--for=condition=Ready",
                         "node",
                         "--all",
                         "--timeout=2s",
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
+                    ],
+                )
             })?;
         }
         // The service-account controller is up once `default` has its ServiceAccount.
         let kubectl = self.tool("kubectl")?;
         let kc3 = kubeconfig.to_path_buf();
         self.wait_ready("kube-controller-manager", || {
-            Command::new(&kubectl)
-                .arg("--kubeconfig")
-                .arg(&kc3)
-                .args(["get", "serviceaccount", "default", "-n", "default"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
+            kubectl_succeeds(
+                &kubectl,
+                &kc3,
+                &["get", "serviceaccount", "default", "-n", "default"],
+            )
         })?;
         Ok(())
     }
@@ -502,22 +504,11 @@ impl Plane {
     /// SIGTERM to every process, newest first; SIGKILL to what is left after 10 s.
     pub fn stop(&mut self) {
         for (_, child) in self.children.iter().rev() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+            terminate(child);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         for (_, child) in self.children.iter_mut().rev() {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() > deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
+            wait_or_kill(child, deadline);
         }
         self.children.clear();
     }

@@ -15,6 +15,11 @@ pub const SHIM_SUBCOMMAND: &str = "__exec-child";
 
 /// Sets the parent-death signal and execs `argv`. Returns only on failure.
 pub fn exec_child(parent: u32, argv: &[OsString]) -> std::io::Error {
+    // A parent that blocks signals to wait for them (hal0-testenv does) must not pass the
+    // mask on: the child would ignore SIGTERM.
+    if let Err(e) = nix::sys::signal::SigSet::all().thread_unblock() {
+        return std::io::Error::other(format!("cannot unblock signals: {e}"));
+    }
     if let Err(e) = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)) {
         return std::io::Error::other(format!("prctl(PR_SET_PDEATHSIG) failed: {e}"));
     }
