@@ -26,14 +26,14 @@ enum Command {
         config: Option<PathBuf>,
         /// Where slots are declared: `file` (hal0.toml) or `kube` (Slot resources, in-cluster).
         #[arg(long, value_enum, default_value = "file")]
-        source: hal0::app_kube::Source,
+        source: hal0::kube::app::Source,
         #[command(flatten)]
-        kube: hal0::app_kube::KubeServeArgs,
+        kube: hal0::kube::app::KubeServeArgs,
     },
     /// Print the Slot CustomResourceDefinition (the YAML in crds/slot.yaml).
     Crd,
     /// Reconcile Slot resources into Deployments and Services (runs in the cluster).
-    Controller(hal0::app_kube::ControllerArgs),
+    Controller(hal0::kube::app::ControllerArgs),
     /// Check or print hal0.toml.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -93,12 +93,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve {
             config,
-            source: hal0::app_kube::Source::File,
+            source: hal0::kube::app::Source::File,
             ..
         } => run_async(hal0::app::serve(hal0::config::locate(config))),
-        Command::Serve { kube, .. } => run_async(hal0::app_kube::serve(kube)),
-        Command::Crd => return hal0::app_kube::print_crd(),
-        Command::Controller(args) => run_async(hal0::app_kube::controller(args)),
+        Command::Serve { kube, .. } => run_async(hal0::kube::app::serve(kube)),
+        Command::Crd => return hal0::kube::app::print_crd(),
+        Command::Controller(args) => run_async(hal0::kube::app::controller(args)),
         Command::Slot(args) => return hal0::cli::slot(args),
         Command::Model(args) => return hal0::cli::model(args),
         Command::Config(ConfigCommand::Validate { config }) => {

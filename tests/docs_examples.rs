@@ -138,7 +138,8 @@ fn every_toml_example_passes_hal0_config_validate() {
 /// The field names the CRD's schema allows in `spec`.
 fn crd_spec_fields() -> BTreeSet<String> {
     let crd: serde_yaml::Value =
-        serde_yaml::from_str(&hal0::crd::crd_yaml().expect("CRD renders")).expect("CRD is YAML");
+        serde_yaml::from_str(&hal0::kube::crd::crd_yaml().expect("CRD renders"))
+            .expect("CRD is YAML");
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
     let fields: BTreeSet<String> = spec
         .as_mapping()
@@ -185,10 +186,10 @@ fn every_slot_yaml_example_passes_the_slot_rules_and_the_crd_fields() {
                     ));
                 }
             }
-            match serde_yaml::from_value::<hal0::crd::Slot>(value) {
+            match serde_yaml::from_value::<hal0::kube::crd::Slot>(value) {
                 Err(e) => failures.push(format!("{}: not a Slot: {e}", b.at())),
                 Ok(slot) => {
-                    if let Err(e) = hal0::kubernetes::validate::validate(&slot) {
+                    if let Err(e) = hal0::kube::validate::validate(&slot) {
                         failures.push(format!("{}: {e}", b.at()));
                     }
                 }

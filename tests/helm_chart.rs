@@ -203,7 +203,7 @@ fn helm_template_renders_what_deploy_holds() {
         }
         if key.0 == "ConfigMap" {
             let parse = |v: &Value| {
-                hal0::kubernetes::ClusterConfig::from_yaml(
+                hal0::kube::ClusterConfig::from_yaml(
                     v["data"]["controller.yaml"].as_str().unwrap_or_default(),
                     "controller.yaml",
                 )
@@ -280,10 +280,10 @@ fn helm_template_follows_the_values() {
                 && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
         "the controller watches its own namespace: {env}"
     );
-    let slot: hal0::crd::Slot =
+    let slot: hal0::kube::crd::Slot =
         serde_json::from_value(chart[&("Slot".to_string(), "primary".to_string())].clone())
             .expect("the sample Slot is a Slot");
-    hal0::kubernetes::validate::validate(&slot).expect("the sample Slot is valid");
+    hal0::kube::validate::validate(&slot).expect("the sample Slot is valid");
 
     // The default image is hal0:<appVersion>, the image docs/kubernetes.md says how to build.
     for c in containers(&defaults[&key("Deployment")]) {
@@ -400,7 +400,7 @@ fn the_schema_takes_the_controller_configs_hal0_takes() {
         let mut merged = defaults["controller"]["config"].clone();
         merge(&mut merged, config);
         let yaml = serde_yaml::to_string(&merged).expect("yaml");
-        let hal0 = hal0::kubernetes::ClusterConfig::from_yaml(&yaml, "controller.yaml");
+        let hal0 = hal0::kube::ClusterConfig::from_yaml(&yaml, "controller.yaml");
         assert_eq!(hal0.is_ok(), *valid, "hal0 on {config}: {hal0:?}");
 
         let file = dir.path().join(format!("values-{i}.yaml"));
@@ -412,7 +412,7 @@ fn the_schema_takes_the_controller_configs_hal0_takes() {
             let cm = by_kind_and_name(documents(&out.stdout))
                 [&("ConfigMap".to_string(), "x-hal0-controller".to_string())]
                 .clone();
-            let rendered = hal0::kubernetes::ClusterConfig::from_yaml(
+            let rendered = hal0::kube::ClusterConfig::from_yaml(
                 cm["data"]["controller.yaml"].as_str().unwrap_or_default(),
                 "controller.yaml",
             )

@@ -9,10 +9,10 @@ const CHECKED_IN: &str = include_str!("../crds/slot.yaml");
 
 #[test]
 fn crds_slot_yaml_matches_the_rust_type() {
-    let generated = hal0::crd::crd_yaml().expect("the CRD serializes");
+    let generated = hal0::kube::crd::crd_yaml().expect("the CRD serializes");
     assert!(
         generated == CHECKED_IN,
-        "crds/slot.yaml drifted from src/crd.rs; regenerate it with `cargo run -- crd > crds/slot.yaml`"
+        "crds/slot.yaml drifted from src/kube/crd/; regenerate it with `cargo run -- crd > crds/slot.yaml`"
     );
 }
 

@@ -40,7 +40,7 @@ fn typed(doc: serde_yaml::Value, origin: &str) -> ((String, String), Value) {
         "Service" => check::<Service>(&json, origin, &kind),
         "DaemonSet" => check::<DaemonSet>(&json, origin, &kind),
         "CustomResourceDefinition" => check::<CustomResourceDefinition>(&json, origin, &kind),
-        "Slot" => check::<hal0::crd::Slot>(&json, origin, &kind),
+        "Slot" => check::<hal0::kube::crd::Slot>(&json, origin, &kind),
         "Kustomization" => {}
         other => panic!("{origin}: unexpected kind {other:?}"),
     }
@@ -137,7 +137,7 @@ fn the_controller_runs_alone_with_a_valid_config() {
     let text = cm["data"]["controller.yaml"]
         .as_str()
         .expect("controller.yaml");
-    let cfg = hal0::kubernetes::ClusterConfig::from_yaml(text, "deploy/controller.yaml")
+    let cfg = hal0::kube::ClusterConfig::from_yaml(text, "deploy/controller.yaml")
         .expect("a valid controller config");
     assert_eq!(cfg.port, 8080);
 }
@@ -146,8 +146,8 @@ fn the_controller_runs_alone_with_a_valid_config() {
 fn the_sample_slot_passes_the_slot_rules() {
     let objects = deploy();
     let s = &objects[&("Slot".to_string(), "primary".to_string())];
-    let slot: hal0::crd::Slot = serde_json::from_value(s.clone()).expect("a Slot");
-    hal0::kubernetes::validate::validate(&slot).expect("the sample Slot is valid");
+    let slot: hal0::kube::crd::Slot = serde_json::from_value(s.clone()).expect("a Slot");
+    hal0::kube::validate::validate(&slot).expect("the sample Slot is valid");
 }
 
 /// The image every deploy/ workload runs is `hal0:<version>`, the chart's appVersion is the
@@ -199,13 +199,13 @@ fn the_e2e_overlay_config_and_slot_are_valid() {
         .find(|p| p["kind"].as_str() == Some("ConfigMap"))
         .and_then(|p| p["data"]["controller.yaml"].as_str().map(str::to_string))
         .expect("the controller ConfigMap patch");
-    let cfg = hal0::kubernetes::ClusterConfig::from_yaml(&config, "e2e").expect("valid config");
+    let cfg = hal0::kube::ClusterConfig::from_yaml(&config, "e2e").expect("valid config");
     let llama = &cfg.images[&hal0::model::ProviderKind::LlamaCpp];
     assert_eq!(
         llama.command.as_deref(),
         Some(&["hal0-fake-provider".to_string()][..])
     );
-    let slot: hal0::crd::Slot =
+    let slot: hal0::kube::crd::Slot =
         serde_yaml::from_str(&read(&Path::new(ROOT).join("e2e/kube/slot.yaml"))).expect("Slot");
-    hal0::kubernetes::validate::validate(&slot).expect("the e2e Slot is valid");
+    hal0::kube::validate::validate(&slot).expect("the e2e Slot is valid");
 }

@@ -10,7 +10,6 @@
 //! - `read`       top level, `[server]`, `[providers."…"]` → model types
 //! - `slot`       one `[slots.<name>]` → `SlotSpec`, with the span of each part
 //! - `validate`   runs `crate::rules` on what was read; each violation at its span
-//! - `suggest`    "did you mean" by edit distance
 //! - `show`       the merged view with defaults filled in and secrets redacted
 //! - `cli`        `hal0 config validate|show`
 //! - `store`      atomic, comment-preserving slot edits with revision checks (API, CLI)
@@ -24,7 +23,6 @@ pub mod show;
 mod slot;
 mod spans;
 pub mod store;
-pub mod suggest;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use super::diagnostic::Sink;
 use super::slot::{self, SlotRead};
 use super::spans::{Field, KeySpans, Table, display_key};
-use super::suggest;
+use crate::core::suggest;
 use crate::model::{
     DesiredState, HumanDuration, ProviderKind, ProviderOverride, ServerSettings, SlotName,
 };

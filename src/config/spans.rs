@@ -9,7 +9,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::Sink;
-use super::suggest;
+use crate::core::suggest;
 use crate::model::{ByteSize, HumanDuration};
 
 pub(crate) type Node<'i> = Spanned<DeValue<'i>>;

@@ -9,6 +9,7 @@
 //! - `lifecycle`  pure transitions of an ObservedSlot on runtime events and requests
 //! - `plan`       plan(desired, observed, now) -> Plan { actions, wake_at }
 //! - `views`      statuses and the routing table, projected from desired + observed
+//! - `suggest`    "did you mean" by edit distance (the reader's unknown keys, the gateway's unknown models)
 
 mod admission;
 mod backoff;
@@ -17,6 +18,8 @@ mod observed;
 mod plan;
 mod ports;
 mod views;
+
+pub mod suggest;
 
 #[cfg(test)]
 mod plan_tests;

@@ -8,7 +8,7 @@ use std::path::Path;
 use axum::http::{HeaderMap, StatusCode, header};
 use sha2::{Digest, Sha256};
 
-use super::ApiError;
+use super::OpenAiError;
 use crate::model::Route;
 
 /// One accepted key.
@@ -75,7 +75,7 @@ impl KeySet {
     }
 
     /// The key presented in `Authorization: Bearer <key>` (or `x-api-key`), if accepted.
-    pub fn check(&self, headers: &HeaderMap) -> Result<Option<&KeyEntry>, ApiError> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<Option<&KeyEntry>, OpenAiError> {
         if self.is_open() {
             return Ok(None);
         }
@@ -89,7 +89,7 @@ impl KeySet {
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim);
         let Some(presented) = presented else {
-            return Err(ApiError::new(
+            return Err(OpenAiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
                 "this hal0 needs an API key: send `Authorization: Bearer <key>`",
@@ -102,7 +102,7 @@ impl KeySet {
             .find(|k| k.digest == d && k.digest != [0; 32])
             .map(Some)
             .ok_or_else(|| {
-                ApiError::new(
+                OpenAiError::new(
                     StatusCode::UNAUTHORIZED,
                     "invalid_request_error",
                     "the API key is not valid",
@@ -120,8 +120,8 @@ impl KeyEntry {
             .is_none_or(|m| m.iter().any(|x| x == requested || x == route.slot.as_str()))
     }
 
-    pub fn forbidden(&self, requested: &str) -> ApiError {
-        ApiError::new(
+    pub fn forbidden(&self, requested: &str) -> OpenAiError {
+        OpenAiError::new(
             StatusCode::FORBIDDEN,
             "invalid_request_error",
             format!("this API key may not use model {requested:?}"),

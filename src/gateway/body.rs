@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::ApiError;
+use super::OpenAiError;
 
 /// What the gateway needs to know about a request body.
 pub struct Parsed {
@@ -16,10 +16,10 @@ pub struct Parsed {
 }
 
 /// Reads `model` (and `stream`) from a JSON body or a multipart form.
-pub fn parse(content_type: &str, body: &[u8]) -> Result<Parsed, ApiError> {
+pub fn parse(content_type: &str, body: &[u8]) -> Result<Parsed, OpenAiError> {
     if content_type.starts_with("multipart/form-data") {
         let model = multipart_field(content_type, body, "model").ok_or_else(|| {
-            ApiError::bad_request("the form has no `model` field")
+            OpenAiError::bad_request("the form has no `model` field")
                 .param("model")
                 .code("missing_model")
         })?;
@@ -43,7 +43,7 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Parsed, ApiError> {
         } else {
             format!("the request body is not valid JSON: {e}")
         };
-        let err = ApiError::bad_request(message);
+        let err = OpenAiError::bad_request(message);
         if e.is_data() {
             err.param("model")
         } else {
@@ -53,10 +53,12 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Parsed, ApiError> {
     let model = match head.model {
         Some(m) if !m.is_empty() => m.into_owned(),
         Some(_) => {
-            return Err(ApiError::bad_request("`model` must be a non-empty string").param("model"));
+            return Err(
+                OpenAiError::bad_request("`model` must be a non-empty string").param("model"),
+            );
         }
         None => {
-            return Err(ApiError::bad_request(
+            return Err(OpenAiError::bad_request(
                 "the request has no `model`; say which model (slot name, model id or alias) should answer",
             )
             .param("model")

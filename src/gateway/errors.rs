@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 /// An error answer. Logging happens in the handlers, not here.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub struct OpenAiError {
     pub status: StatusCode,
     pub message: String,
     /// OpenAI's `type`: `invalid_request_error`, `server_error`, ...
@@ -17,9 +17,9 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-impl ApiError {
+impl OpenAiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
+        OpenAiError {
             status,
             message: message.into(),
             kind,
@@ -49,7 +49,7 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
             "error": {
@@ -124,7 +124,7 @@ pub async fn openai_errors(req: axum::extract::Request, next: axum::middleware::
     } else {
         "invalid_request_error"
     };
-    let mut out = ApiError::new(status, kind, message)
+    let mut out = OpenAiError::new(status, kind, message)
         .code(code)
         .into_response();
     for (name, value) in &parts.headers {

@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 pub use auth::KeySet;
 pub use control::SlotControl;
-pub use errors::ApiError;
+pub use errors::OpenAiError;
 pub use metrics::Metrics;
 
 use crate::model::{RoutingTable, SlotName, SlotStatus};

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::{ApiError, GatewayState};
+use super::{GatewayState, OpenAiError};
 use crate::model::{Resolution, Route, Target};
 
 fn entry(id: &str, route: &Route) -> Value {
@@ -31,7 +31,7 @@ fn entry(id: &str, route: &Route) -> Value {
 pub async fn list(
     State(state): State<GatewayState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, OpenAiError> {
     let keys = state.keys.borrow().clone();
     let key = keys.check(&headers)?;
     let table = state.routes.borrow().clone();
@@ -52,7 +52,7 @@ pub async fn get_one(
     State(state): State<GatewayState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, OpenAiError> {
     let keys = state.keys.borrow().clone();
     let key = keys.check(&headers)?;
     let table = state.routes.borrow().clone();
@@ -60,7 +60,7 @@ pub async fn get_one(
         Resolution::Found(r) | Resolution::WrongRole(r) if key.is_none_or(|k| k.allows(&id, r)) => {
             Ok(Json(entry(&id, r)))
         }
-        _ => Err(ApiError::new(
+        _ => Err(OpenAiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             format!("model {id:?} does not exist"),

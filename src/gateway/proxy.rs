@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::ApiError;
+use super::OpenAiError;
 use super::control::InFlight;
 use crate::model::{Target, UpstreamAuth};
 
@@ -73,7 +73,7 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, drop_auth: bool) {
 }
 
 /// The URL a request for `path_and_query` (starting with `/v1/`) goes to.
-fn target_uri(target: &Target, path_and_query: &str) -> Result<Uri, ApiError> {
+fn target_uri(target: &Target, path_and_query: &str) -> Result<Uri, OpenAiError> {
     let s = match target {
         Target::Local { port } => format!("http://127.0.0.1:{port}{path_and_query}"),
         Target::Upstream { base_url, .. } => {
@@ -82,7 +82,7 @@ fn target_uri(target: &Target, path_and_query: &str) -> Result<Uri, ApiError> {
         }
     };
     s.parse().map_err(|e| {
-        ApiError::new(
+        OpenAiError::new(
             StatusCode::BAD_GATEWAY,
             "server_error",
             format!("bad upstream URL {s:?}: {e}"),
@@ -106,7 +106,7 @@ pub async fn forward(
     target: &Target,
     upstream: Upstream,
     in_flight: InFlight,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Response<Body>, OpenAiError> {
     let Upstream {
         method,
         path_and_query,
@@ -121,7 +121,7 @@ pub async fn forward(
         .uri(uri)
         .body(Body::from(body))
         .map_err(|e| {
-            ApiError::new(
+            OpenAiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 format!("cannot build upstream request: {e}"),
@@ -147,7 +147,7 @@ pub async fn forward(
         }
     }
     let resp = client.request(req).await.map_err(|e| {
-        ApiError::new(
+        OpenAiError::new(
             StatusCode::BAD_GATEWAY,
             "server_error",
             format!("upstream request failed: {e}"),

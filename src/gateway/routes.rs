@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::control::InFlight;
 use super::listen::{self, ReadBodyError};
-use super::{ApiError, GatewayState, body, metrics, proxy, stream, wake};
+use super::{GatewayState, OpenAiError, body, metrics, proxy, stream, wake};
 use crate::model::{Resolution, Role, Route, RoutingTable, SlotName};
 
 /// Requests waiting for each slot to load.
@@ -29,7 +29,7 @@ pub struct QueueTicket {
 
 impl QueueTicket {
     /// Joins the slot's queue, or refuses with 429 when `max` requests already wait.
-    pub fn join(state: &GatewayState, slot: &SlotName) -> Result<QueueTicket, ApiError> {
+    pub fn join(state: &GatewayState, slot: &SlotName) -> Result<QueueTicket, OpenAiError> {
         let mut q = state.queues.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = q.entry(slot.clone()).or_insert(0);
         if *n >= state.max_queue {
@@ -39,7 +39,7 @@ impl QueueTicket {
                 .get(slot)
                 .and_then(|s| s.last_load_ms)
                 .map_or(5, |ms| ms.div_ceil(1000));
-            return Err(ApiError::new(
+            return Err(OpenAiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
                 format!(
@@ -84,7 +84,7 @@ pub async fn forward(State(state): State<GatewayState>, req: Request) -> Respons
             // On shutdown, a stream still open after the drain time ends with an error event.
             let (parts, body) = r.into_parts();
             let last = stream::error_event(
-                &ApiError::new(
+                &OpenAiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "server_error",
                     "hal0 is shutting down; the stream was cut",
@@ -113,7 +113,7 @@ async fn handle(
     req: Request,
     started: Instant,
     slot_label: &mut String,
-) -> Result<Response, ApiError> {
+) -> Result<Response, OpenAiError> {
     let (parts, body) = req.into_parts();
     let keys = state.keys.borrow().clone();
     let key = keys.check(&parts.headers)?;
@@ -125,7 +125,7 @@ async fn handle(
     let body = listen::read_body(body, state.max_body_bytes)
         .await
         .map_err(|e| match e {
-            ReadBodyError::TooLarge => ApiError::new(
+            ReadBodyError::TooLarge => OpenAiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 format!(
@@ -135,10 +135,10 @@ async fn handle(
             )
             .code("body_too_large"),
             ReadBodyError::TimedOut(m) => {
-                ApiError::new(StatusCode::REQUEST_TIMEOUT, "invalid_request_error", m)
+                OpenAiError::new(StatusCode::REQUEST_TIMEOUT, "invalid_request_error", m)
                     .code("request_timeout")
             }
-            ReadBodyError::Failed(m) => ApiError::bad_request(m).code("bad_body"),
+            ReadBodyError::Failed(m) => OpenAiError::bad_request(m).code("bad_body"),
         })?;
     let content_type = parts
         .headers
@@ -190,7 +190,7 @@ pub async fn send(
     upstream: proxy::Upstream,
     in_flight: InFlight,
     started: Instant,
-) -> Result<Response, ApiError> {
+) -> Result<Response, OpenAiError> {
     match proxy::forward(&state.client, &route.target, upstream, in_flight).await {
         Ok(r) => {
             state.metrics.ttfb(route.slot.as_str(), started.elapsed());
@@ -203,7 +203,7 @@ pub async fn send(
     }
 }
 
-fn resolve(table: &RoutingTable, model: &str, path: &str) -> Result<Route, ApiError> {
+fn resolve(table: &RoutingTable, model: &str, path: &str) -> Result<Route, OpenAiError> {
     let role = Role::of_path(path);
     match table.resolve(model, role) {
         Resolution::Found(r) => Ok(r.clone()),
@@ -216,7 +216,7 @@ fn resolve(table: &RoutingTable, model: &str, path: &str) -> Result<Route, ApiEr
                     .map(|s| s.to_string())
                     .collect()
             });
-            Err(ApiError::bad_request(format!(
+            Err(OpenAiError::bad_request(format!(
                 "model {model:?} is served by slot {} ({}), which does not serve {role_name} requests ({path}); slots that do: {}",
                 r.slot,
                 r.roles.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", "),
@@ -227,10 +227,10 @@ fn resolve(table: &RoutingTable, model: &str, path: &str) -> Result<Route, ApiEr
         }
         Resolution::NotFound => {
             let names = table.model_names();
-            let hint = crate::config::suggest::closest(model, names.iter().copied())
+            let hint = crate::core::suggest::closest(model, names.iter().copied())
                 .map_or(String::new(), |c| format!("did you mean {c:?}? "));
             let known: Vec<&str> = names.into_iter().take(8).collect();
-            Err(ApiError::new(
+            Err(OpenAiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 format!(
@@ -248,8 +248,8 @@ fn resolve(table: &RoutingTable, model: &str, path: &str) -> Result<Route, ApiEr
     }
 }
 
-pub async fn not_found(req: Request) -> ApiError {
-    ApiError::new(
+pub async fn not_found(req: Request) -> OpenAiError {
+    OpenAiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         format!("no route for {} {}", req.method(), req.uri().path()),

@@ -15,13 +15,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::routes::QueueTicket;
-use super::{ApiError, GatewayState, proxy, routes, wake};
+use super::{GatewayState, OpenAiError, proxy, routes, wake};
 use crate::model::Route;
 
 /// Time between keep-alive comments while a slot loads.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
 
-pub fn error_event(e: &ApiError) -> Bytes {
+pub fn error_event(e: &OpenAiError) -> Bytes {
     let body = serde_json::json!({
         "error": {"message": e.message, "type": e.kind, "param": e.param, "code": e.code}
     });
@@ -76,7 +76,7 @@ pub fn after_load(
                 .await
                 .map(|c| c.to_bytes())
                 .unwrap_or_default();
-            let e = ApiError::new(
+            let e = OpenAiError::new(
                 status,
                 "server_error",
                 String::from_utf8_lossy(&text).into_owned(),

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::control::InFlight;
 use super::routes::QueueTicket;
-use super::{ApiError, GatewayState};
+use super::{GatewayState, OpenAiError};
 use crate::model::{LOAD_TIMED_OUT, Phase, SlotName, SlotStatus};
 
 /// See `until_serving`.
@@ -42,7 +42,7 @@ pub async fn admitted(
     state: &GatewayState,
     slot: &SlotName,
     ticket: QueueTicket,
-) -> Result<InFlight, ApiError> {
+) -> Result<InFlight, OpenAiError> {
     loop {
         until_serving(state, slot).await?;
         // In flight before the second look, as in `routes::handle`: a drain that started
@@ -56,7 +56,7 @@ pub async fn admitted(
 }
 
 /// Waits until `slot` accepts requests, waking it if needed.
-pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), ApiError> {
+pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), OpenAiError> {
     let mut rx = state.statuses.clone();
     // The runtime gives up on a load at load_timeout and says why; wait a little longer so that
     // verdict, not a bare timeout, reaches the client. Before the load starts the slot may
@@ -68,7 +68,7 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
         {
             let statuses = rx.borrow_and_update();
             let Some(s) = statuses.get(slot) else {
-                return Err(ApiError::new(
+                return Err(OpenAiError::new(
                     StatusCode::NOT_FOUND,
                     "invalid_request_error",
                     format!("slot {slot} was removed"),
@@ -88,7 +88,7 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
                 }
                 Phase::CrashLoop => {
                     let why = s.last_error.as_deref().unwrap_or("it failed repeatedly");
-                    return Err(ApiError::new(
+                    return Err(OpenAiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "server_error",
                         format!("slot {slot} is crash-looping ({why}); fix its config or load it explicitly to retry"),
@@ -102,11 +102,11 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
                         .clone()
                         .unwrap_or_else(|| "unknown error".into());
                     return Err(if s.refused {
-                        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", why)
+                        OpenAiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", why)
                             .code("slot_cannot_fit")
                             .retry_after(retry_after(s))
                     } else if why.starts_with(LOAD_TIMED_OUT) {
-                        ApiError::new(
+                        OpenAiError::new(
                             StatusCode::GATEWAY_TIMEOUT,
                             "server_error",
                             format!("slot {slot} failed to load: {why}"),
@@ -115,7 +115,7 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
                         .retry_after(retry_after(s))
                     } else {
                         // The slot retries after a backoff: say when.
-                        ApiError::new(
+                        OpenAiError::new(
                             StatusCode::BAD_GATEWAY,
                             "server_error",
                             format!("slot {slot} failed to load: {why}"),
@@ -131,7 +131,7 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
         match tokio::time::timeout_at(deadline, rx.changed()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
-                return Err(ApiError::new(
+                return Err(OpenAiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "server_error",
                     "hal0 is shutting down",
@@ -139,7 +139,7 @@ pub async fn until_serving(state: &GatewayState, slot: &SlotName) -> Result<(), 
                 .retry_after(5));
             }
             Err(_) => {
-                return Err(ApiError::new(
+                return Err(OpenAiError::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "server_error",
                     format!(

@@ -2,9 +2,10 @@
 //! `watch` channel. A bad input is reported and the last good state stays.
 //!
 //! - `file`  hal0.toml under notify + a poll fallback, debounced
-//! - `kube`  the Slots of a namespace (reflector) → routing table + statuses, for the in-cluster gateway
+//!
+//! The in-cluster gateway's counterpart, which publishes routes and statuses from Slots rather
+//! than desired state, is `kube::publish`.
 
 pub mod file;
-pub mod kube;
 
 pub use file::{ConfigPublisher, ConfigReport, FileSource};

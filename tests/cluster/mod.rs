@@ -437,7 +437,7 @@ pub async fn get(kind: &str, ns: &str, name: &str) -> Option<Value> {
     // its own runtime.
     let client = cluster_bare().client().await;
     let ar = match kind {
-        "slot" => ApiResource::erase::<hal0::crd::Slot>(&()),
+        "slot" => ApiResource::erase::<hal0::kube::crd::Slot>(&()),
         "deployment" => ApiResource::erase::<Deployment>(&()),
         "service" => ApiResource::erase::<Service>(&()),
         "lease" => ApiResource::erase::<Lease>(&()),

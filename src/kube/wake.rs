@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::names;
-use crate::crd::Slot;
 use crate::gateway::SlotControl;
+use crate::kube::crd::Slot;
 use crate::model::SlotName;
 
 /// At most one activity write per Slot per this interval.

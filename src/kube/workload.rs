@@ -17,9 +17,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
-use super::config::ClusterConfig;
 use super::names;
-use crate::crd::Slot;
+use super::settings::ClusterConfig;
+use crate::kube::crd::Slot;
 use crate::model::{DesiredState, Device, LaunchSpec, ProviderKind, SlotName};
 use crate::providers::{self, Command, ProviderError};
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{Slot, conditions};
+use crate::kube::crd::{Slot, conditions};
 
 /// What the idle rule says about a Slot right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub fn idleness(slot: &Slot, now: Timestamp) -> Idleness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{SlotResourceSpec, SlotStatus};
+    use crate::kube::crd::{SlotResourceSpec, SlotStatus};
     use crate::model::{HumanDuration, ProviderKind, SlotSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::SignedDuration;

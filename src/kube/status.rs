@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::DeploymentStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{Slot, SlotStatus, conditions, reasons};
+use crate::kube::crd::{Slot, SlotStatus, conditions, reasons};
 use crate::model::Phase;
 
 /// What reconciling a Slot found.

@@ -26,12 +26,12 @@ use kube::{Client, Resource, ResourceExt};
 use super::metrics::Metrics;
 
 use super::claims::{claims_of, conflicts};
-use super::config::ClusterConfig;
 use super::idle::{Idleness, idleness};
+use super::settings::ClusterConfig;
 use super::status::{Observation, slot_status, status_changed, with_conflict};
 use super::validate::validate;
 use super::{names, workload};
-use crate::crd::{Slot, SlotResourceSpec, SlotStatus};
+use crate::kube::crd::{Slot, SlotResourceSpec, SlotStatus};
 use crate::model::{Phase, ProviderKind, SlotName, SlotSpec};
 
 /// How often every Slot is reconciled even when nothing changed.
@@ -345,7 +345,7 @@ fn name_conflicts(slot: &Slot, ctx: &Context, ns: &str) -> Option<String> {
                 .flatten()
                 .any(|c| {
                     c["type"] == "Degraded"
-                        && c["reason"] == crate::crd::reasons::NAME_CONFLICT
+                        && c["reason"] == crate::kube::crd::reasons::NAME_CONFLICT
                         && c["message"].as_str().is_some_and(|m| m.contains(&mention))
                 });
             if conflicting != shown {

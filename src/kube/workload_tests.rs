@@ -2,9 +2,9 @@
 
 use k8s_openapi::api::core::v1::Container;
 
-use super::config::{ClusterConfig, ModelVolume, ProviderImage};
+use super::settings::{ClusterConfig, ModelVolume, ProviderImage};
 use super::workload::{BuildError, deployment, service};
-use crate::crd::{Slot, SlotResourceSpec};
+use crate::kube::crd::{Slot, SlotResourceSpec};
 use crate::model::{ByteSize, DesiredState, Device, LaunchSpec, ProviderKind, SlotName, SlotSpec};
 use crate::providers::build_command;
 

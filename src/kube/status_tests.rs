@@ -4,7 +4,7 @@ use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentStatus};
 use k8s_openapi::jiff::Timestamp;
 
 use super::status::{Observation, slot_status, status_changed};
-use crate::crd::{Slot, SlotResourceSpec, conditions, reasons};
+use crate::kube::crd::{Slot, SlotResourceSpec, conditions, reasons};
 use crate::model::{Phase, ProviderKind, SlotSpec};
 
 fn at(secs: i64) -> Timestamp {
@@ -56,7 +56,7 @@ fn ready_pods_count_only_once_the_rollout_is_observed_and_updated() {
     assert_eq!(s.phase, Some(Phase::Ready));
 }
 
-fn reason(s: &crate::crd::SlotStatus, type_: &str) -> (String, String) {
+fn reason(s: &crate::kube::crd::SlotStatus, type_: &str) -> (String, String) {
     let c = s.condition(type_).expect("condition");
     (c.status.clone(), c.reason.clone())
 }
@@ -134,7 +134,7 @@ fn transition_times_move_only_on_a_change() {
     );
     let ready = deployment(1, 1);
     let later = slot_status(&s, &applied(&ready), None, at(60));
-    let t = |st: &crate::crd::SlotStatus, ty| {
+    let t = |st: &crate::kube::crd::SlotStatus, ty| {
         st.condition(ty)
             .map(|c| c.last_transition_time.0)
             .expect("condition")

@@ -26,10 +26,10 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::{PredicateConfig, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::config::ClusterConfig;
 use super::metrics::Metrics;
 use super::names;
 use super::reconcile::{Context, OwnedStores, error_policy, reconcile, slot_resource};
+use super::settings::ClusterConfig;
 
 /// Reconciles running at once, at most.
 pub const CONCURRENCY: u16 = 16;

@@ -12,11 +12,11 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 
 use crate::core::StatusMap;
-use crate::crd::Slot;
 use crate::gateway::{self, GatewayState, SlotControl};
-use crate::kubernetes::ClusterConfig;
-use crate::kubernetes::controller::{self, Scope};
-use crate::kubernetes::wake::{ApiWriter, KubeSlotControl};
+use crate::kube::ClusterConfig;
+use crate::kube::crd::Slot;
+use crate::kube::wake::{ApiWriter, KubeSlotControl};
+use crate::kube::watches::{self, Scope};
 use crate::model::{HumanDuration, RoutingTable};
 
 /// Where `hal0 serve` reads its slots from.
@@ -82,7 +82,7 @@ pub struct ControllerArgs {
 
 /// `hal0 crd`: prints the CustomResourceDefinition.
 pub fn print_crd() -> ExitCode {
-    match crate::crd::crd_yaml() {
+    match crate::kube::crd::crd_yaml() {
         Ok(yaml) => {
             print!("{yaml}");
             ExitCode::SUCCESS
@@ -115,7 +115,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn health_server(
     listener: tokio::net::TcpListener,
-    metrics: Arc<crate::kubernetes::metrics::Metrics>,
+    metrics: Arc<crate::kube::metrics::Metrics>,
 ) {
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -161,8 +161,8 @@ async fn health_server(
 /// `hal0 controller`: runs until SIGINT or SIGTERM (or, with leader election, until the Lease
 /// is lost: then it exits with an error and is restarted as a candidate).
 pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
-    use crate::kubernetes::leader::Elector;
-    use crate::kubernetes::metrics::Metrics;
+    use crate::kube::leader::Elector;
+    use crate::kube::metrics::Metrics;
 
     let config = ClusterConfig::load(args.config.as_deref())?;
     let client = Client::try_default()
@@ -206,7 +206,7 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     tracing::info!(?scope, "controller starting");
     let (lost_tx, lost_rx) = watch::channel(false);
     let stop = stop_rx.clone();
-    let run = controller::run(client, config, scope, metrics.clone(), async move {
+    let run = watches::run(client, config, scope, metrics.clone(), async move {
         tokio::select! {
             () = stopped(stop) => {}
             () = stopped(lost_rx) => {}
@@ -261,7 +261,7 @@ pub async fn serve(args: KubeServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(%namespace, "gateway listening on http://{}", listener.local_addr()?);
-    let opts = crate::source::kube::Options {
+    let opts = crate::kube::publish::Options {
         namespace,
         port: args.slot_port,
         endpoint_override: args.endpoint_override.clone(),
@@ -279,7 +279,7 @@ pub async fn serve(args: KubeServeArgs) -> anyhow::Result<()> {
 /// The in-cluster gateway on `listener` until `shutdown` resolves; tests call this directly.
 pub async fn run_gateway(
     client: Client,
-    opts: crate::source::kube::Options,
+    opts: crate::kube::publish::Options,
     load_timeout: Duration,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -288,13 +288,13 @@ pub async fn run_gateway(
     let dynamic: Api<kube::api::DynamicObject> = Api::namespaced_with(
         client,
         &opts.namespace,
-        &crate::kubernetes::reconcile::slot_resource(),
+        &crate::kube::reconcile::slot_resource(),
     );
     let (routes_tx, routes_rx) = watch::channel(Arc::new(RoutingTable::default()));
     let (statuses_tx, statuses_rx) = watch::channel(Arc::new(StatusMap::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stop_source = stop_rx.clone();
-    let source = tokio::spawn(crate::source::kube::run(
+    let source = tokio::spawn(crate::kube::publish::run(
         dynamic,
         opts,
         routes_tx,

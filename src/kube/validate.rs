@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config;
-use crate::crd::Slot;
+use crate::kube::crd::Slot;
 use crate::model::{SlotName, SlotSpec};
 
 /// Why a Slot is not applied. Each message names the field at fault (`spec.<field>`).
@@ -70,7 +70,7 @@ pub fn validate(slot: &Slot) -> Result<SlotName, InvalidSlot> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::SlotResourceSpec;
+    use crate::kube::crd::SlotResourceSpec;
     use crate::model::ProviderKind;
 
     fn slot(name: &str, spec: SlotSpec) -> Slot {

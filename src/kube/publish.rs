@@ -17,9 +17,9 @@ use kube::{Api, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::core::{self, ObservedSlot, StatusMap};
-use crate::crd::{Slot, conditions};
-use crate::kubernetes::names;
-use crate::kubernetes::validate::validate;
+use crate::kube::crd::{Slot, conditions};
+use crate::kube::names;
+use crate::kube::validate::validate;
 use crate::model::{DesiredState, Phase, RoutingTable, SlotName, Target, UpstreamAuth};
 
 /// What a Slot's status means to the gateway.
@@ -97,7 +97,7 @@ pub fn views(slots: &[Arc<Slot>], namespace: &str, port: u16) -> (RoutingTable, 
             (s.metadata.name.clone().unwrap_or_default(), spec)
         })
         .collect();
-    let taken = crate::kubernetes::claims::ambiguous(specs.iter().map(|(n, s)| (n.as_str(), s)));
+    let taken = crate::kube::claims::ambiguous(specs.iter().map(|(n, s)| (n.as_str(), s)));
     for slot in slots {
         let Ok(name) = validate(slot) else {
             continue;
@@ -170,14 +170,14 @@ pub async fn run(
         port,
         endpoint_override,
     } = opts;
-    let writer = Writer::<DynamicObject>::new(crate::kubernetes::reconcile::slot_resource());
+    let writer = Writer::<DynamicObject>::new(crate::kube::reconcile::slot_resource());
     let reader = writer.as_reader();
     let mut decoder = Decoder::default();
     // Every event, not only touched objects: the store swaps in the initial list at InitDone.
     let stream = reflector(
         writer,
         watcher(api, watcher::Config::default())
-            .backoff(crate::kubernetes::controller::WatchBackoff::default()),
+            .backoff(crate::kube::watches::WatchBackoff::default()),
     );
     let publish = async {
         let mut stream = std::pin::pin!(stream);
@@ -222,7 +222,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{SlotResourceSpec, SlotStatus};
+    use crate::kube::crd::{SlotResourceSpec, SlotStatus};
     use crate::model::{ProviderKind, Resolution, Role, SlotSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use k8s_openapi::jiff::Timestamp;
