@@ -2,38 +2,25 @@
 //! upstream `models`. Two Slots claiming one name make requests for it ambiguous (the same rule
 //! hal0.toml enforces across its slots): both are marked Degraded, naming each other, and the
 //! gateway drops that name from every Slot's aliases and upstream models (a Slot's own name
-//! still routes to it). Pure; reads the raw JSON, so it works for Slots that
-//! do not decode and costs little per Slot.
+//! still routes to it). What a Slot claims is `rules::claims`, as for hal0.toml. Pure; the
+//! controller reads claims from the raw JSON, so it works for Slots that do not decode.
 
 use serde_json::Value;
 
-/// One name a Slot claims, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub name: String,
-    /// `slot name`, `alias` or `upstream model`.
-    pub kind: &'static str,
-}
+pub use crate::rules::Claim;
 
-/// What a Slot (its `metadata.name` and `spec`) claims.
+/// What a Slot (its `metadata.name` and raw `spec`) claims: the same claims as a slot of
+/// hal0.toml (`rules::claims`), read from the JSON.
 pub fn claims_of(slot_name: &str, spec: &Value) -> Vec<Claim> {
-    let mut out = vec![Claim {
-        name: slot_name.to_string(),
-        kind: "slot name",
-    }];
-    for (key, kind) in [("aliases", "alias"), ("models", "upstream model")] {
-        for item in spec[key].as_array().into_iter().flatten() {
-            if let Some(name) = item.as_str()
-                && name != slot_name
-            {
-                out.push(Claim {
-                    name: name.to_string(),
-                    kind,
-                });
-            }
-        }
-    }
-    out
+    let strings = |key: &str| {
+        spec[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+    };
+    crate::rules::claims(slot_name, strings("aliases"), strings("models"))
 }
 
 /// One name claimed by this Slot and another.
@@ -80,13 +67,13 @@ pub fn conflicts<'a>(
     out
 }
 
-/// The names claimed by more than one of `slots` (name, spec JSON).
-pub fn ambiguous<'a>(
-    slots: impl IntoIterator<Item = (&'a str, &'a Value)>,
+/// The names claimed by more than one of `slots` (each Slot's claims).
+pub fn ambiguous(
+    slots: impl IntoIterator<Item = Vec<Claim>>,
 ) -> std::collections::BTreeSet<String> {
     let mut seen: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    for (name, spec) in slots {
-        let mut names: Vec<String> = claims_of(name, spec).into_iter().map(|c| c.name).collect();
+    for claims in slots {
+        let mut names: Vec<String> = claims.into_iter().map(|c| c.name).collect();
         names.sort();
         names.dedup();
         for n in names {

@@ -62,8 +62,7 @@ impl Decoder {
                 Some(hit) if hit.0 == version => hit,
                 _ => {
                     let value = serde_json::to_value(&**obj).map_err(|e| e.to_string());
-                    let decoded = value
-                        .and_then(|v| serde_json::from_value::<Slot>(v).map_err(|e| e.to_string()));
+                    let decoded = value.and_then(crate::kube::crd::read);
                     match decoded {
                         Ok(slot) => (version, Some(Arc::new(slot))),
                         Err(e) => {
@@ -90,14 +89,13 @@ pub fn views(slots: &[Arc<Slot>], namespace: &str, port: u16) -> (RoutingTable, 
     let mut desired = DesiredState::default();
     let mut obs: BTreeMap<SlotName, ObservedSlot> = BTreeMap::new();
     let mut endpoints: BTreeMap<SlotName, String> = BTreeMap::new();
-    let specs: Vec<(String, serde_json::Value)> = slots
-        .iter()
-        .map(|s| {
-            let spec = serde_json::to_value(&s.spec).unwrap_or_default();
-            (s.metadata.name.clone().unwrap_or_default(), spec)
-        })
-        .collect();
-    let taken = crate::kube::claims::ambiguous(specs.iter().map(|(n, s)| (n.as_str(), s)));
+    let taken = crate::kube::claims::ambiguous(slots.iter().map(|s| {
+        crate::rules::claims(
+            s.metadata.name.as_deref().unwrap_or_default(),
+            s.spec.slot.aliases.iter().map(String::as_str),
+            s.spec.slot.models.iter().map(String::as_str),
+        )
+    }));
     for slot in slots {
         let Ok(name) = validate(slot) else {
             continue;

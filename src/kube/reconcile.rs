@@ -113,7 +113,7 @@ pub fn slot_resource() -> ApiResource {
 /// Reads a Slot out of its JSON; the error says what in the spec could not be read.
 pub fn decode(obj: &DynamicObject) -> Result<Slot, String> {
     let value = serde_json::to_value(obj).map_err(|e| e.to_string())?;
-    serde_json::from_value::<Slot>(value).map_err(|e| format!("spec cannot be read: {e}"))
+    crate::kube::crd::read(value).map_err(|e| format!("spec cannot be read: {e}"))
 }
 
 /// A stand-in for a Slot whose spec cannot be decoded: its metadata and status, so the

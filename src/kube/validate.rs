@@ -1,15 +1,11 @@
-//! A Slot's spec is checked by the SAME rules as a `[slots.<name>]` table: the spec is written
-//! out as a one-slot hal0.toml document and handed to `config::parse`. On top of that, the one
-//! field that cannot work in a cluster (`port`) is refused.
+//! A Slot's spec is checked by the SAME rules as a `[slots.<name>]` table of hal0.toml:
+//! `rules::check_in_cluster`, the slot's own rules on the typed spec, plus the fields a
+//! cluster has no use for (`port`). Rules on the set of slots do not apply one by one: Slots
+//! claiming one name are marked across the namespace (`claims`).
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use serde::Serialize;
-
-use crate::config;
 use crate::kube::crd::Slot;
-use crate::model::{SlotName, SlotSpec};
+use crate::model::SlotName;
+use crate::rules;
 
 /// Why a Slot is not applied. Each message names the field at fault (`spec.<field>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,44 +18,17 @@ pub enum InvalidSlot {
     Rules(Vec<String>),
 }
 
-#[derive(Serialize)]
-struct OneSlotDocument<'a> {
-    slots: BTreeMap<&'a str, &'a SlotSpec>,
-}
-
-/// The Slot's name, if its spec passes every hal0.toml rule and uses no TOML-only field.
+/// The Slot's name, if its spec passes every slot rule and uses no field a cluster refuses.
 pub fn validate(slot: &Slot) -> Result<SlotName, InvalidSlot> {
     let raw = slot.metadata.name.as_deref().ok_or(InvalidSlot::NoName)?;
     let name = SlotName::parse(raw).map_err(|e| InvalidSlot::BadName {
         name: raw.to_string(),
         reason: e.to_string(),
     })?;
-    let spec = &slot.spec.slot;
-    let mut problems = Vec::new();
-    if spec.port.is_some() {
-        problems.push(
-            "spec.port: not used in a cluster: every slot pod listens on the controller's port behind the Slot's Service; remove it".to_string(),
-        );
-    }
-    let doc = OneSlotDocument {
-        slots: BTreeMap::from([(name.as_str(), spec)]),
-    };
-    match toml::to_string(&doc) {
-        Err(e) => problems.push(format!("spec: cannot be checked: {e}")),
-        Ok(text) => {
-            let shown = format!("Slot {raw}");
-            if let Err(errors) = config::parse(Path::new(&shown), &text) {
-                let prefix = format!("slots.{name}.");
-                for d in errors {
-                    if d.field == format!("slots.{name}.port") {
-                        continue;
-                    }
-                    let field = d.field.strip_prefix(&prefix).unwrap_or(&d.field);
-                    problems.push(format!("spec.{field}: {}", d.message));
-                }
-            }
-        }
-    }
+    let problems: Vec<String> = rules::check_in_cluster(raw, &slot.spec.slot)
+        .into_iter()
+        .map(|v| format!("{}: {}", v.spec_path(), v.message))
+        .collect();
     if problems.is_empty() {
         Ok(name)
     } else {
@@ -71,7 +40,7 @@ pub fn validate(slot: &Slot) -> Result<SlotName, InvalidSlot> {
 mod tests {
     use super::*;
     use crate::kube::crd::SlotResourceSpec;
-    use crate::model::ProviderKind;
+    use crate::model::{ProviderKind, SlotSpec};
 
     fn slot(name: &str, spec: SlotSpec) -> Slot {
         Slot::new(
@@ -93,11 +62,22 @@ mod tests {
     }
 
     #[test]
-    fn toml_rules_apply_to_slots_with_spec_paths() {
+    fn file_rules_apply_to_slots_with_spec_paths() {
         let mut spec = SlotSpec::new(ProviderKind::LlamaCpp, Some("hf:o/r/m.gguf"));
         spec.upstream = Some("http://example.invalid/v1".into());
         let err = validate(&slot("fast", spec)).expect_err("upstream on llama.cpp");
         assert!(err.to_string().contains("spec.upstream"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_field_is_named_as_a_spec_field() {
+        let spec = SlotSpec::new(ProviderKind::LlamaCpp, None);
+        let err = validate(&slot("fast", spec)).expect_err("no model");
+        assert!(
+            err.to_string()
+                .starts_with("spec.model: missing required key"),
+            "{err}"
+        );
     }
 
     #[test]

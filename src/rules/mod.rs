@@ -30,7 +30,7 @@ use std::ops::RangeInclusive;
 use crate::model::{BUILTIN_SLOTS, ProviderKind, Role, ServerSettings, SlotSpec};
 
 pub use set::{Claim, check_set, claims};
-pub use slot::{ENV_VAR_NAME_MESSAGE, check_slot, is_env_var_name, model_example};
+pub use slot::{ENV_VAR_NAME_MESSAGE, ENV_VAR_PATTERN, check_slot, is_env_var_name, model_example};
 pub use url::{REDACTED, redact_url};
 
 /// Every field of a slot (`[slots.<name>]` keys, a Slot's `spec` fields besides `replicas`),
@@ -79,7 +79,7 @@ pub const PROCESS_ONLY: [&str; 8] = [
 /// Fields a Slot may not set in a cluster, and why.
 pub const CLUSTER_FORBIDDEN: [(&str, &str); 1] = [(
     "port",
-    "is not used in a cluster: every slot pod listens on the controller's port behind the \
+    "not used in a cluster: every slot pod listens on the controller's port behind the \
      Slot's Service; remove it",
 )];
 

@@ -27,7 +27,10 @@ pub fn check_slot(name: &str, spec: &SlotSpec) -> Vec<Violation> {
     out
 }
 
-/// Whether `s` is the name of an environment variable: `[A-Za-z_][A-Za-z0-9_]*`.
+/// [`is_env_var_name`] as a regular expression (for the CRD schema).
+pub const ENV_VAR_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
+/// Whether `s` is the name of an environment variable: [`ENV_VAR_PATTERN`].
 pub fn is_env_var_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars

@@ -164,6 +164,41 @@ pub mod reasons {
     pub const NAME_CONFLICT: &str = "NameConflict";
 }
 
+/// Reads a Slot out of its JSON. serde names no field when a flattened spec fails to read, so
+/// the error names the first `spec.<field>` that cannot be read on its own.
+pub fn read(value: serde_json::Value) -> Result<Slot, String> {
+    match serde_json::from_value::<Slot>(value.clone()) {
+        Ok(slot) => Ok(slot),
+        Err(e) => Err(match unreadable_field(&value["spec"]) {
+            Some((field, why)) => format!("spec.{field}: {why}"),
+            None => e.to_string(),
+        }),
+    }
+}
+
+/// The first spec field that does not read as its type, and why.
+fn unreadable_field(spec: &serde_json::Value) -> Option<(String, String)> {
+    let fields = spec.as_object()?;
+    for (field, value) in fields {
+        let alone = match field.as_str() {
+            "replicas" => serde_json::from_value::<i32>(value.clone()).map(|_| ()),
+            "provider" => {
+                serde_json::from_value::<crate::model::ProviderKind>(value.clone()).map(|_| ())
+            }
+            // Each field next to a provider that reads, so only this field can fail.
+            _ => serde_json::from_value::<SlotSpec>(serde_json::json!({
+                "provider": "llama.cpp",
+                field: value,
+            }))
+            .map(|_| ()),
+        };
+        if let Err(e) = alone {
+            return Some((field.clone(), e.to_string()));
+        }
+    }
+    None
+}
+
 /// The Slot CustomResourceDefinition: the schema derived from the types, hardened by
 /// [`schema::harden`] with the hal0.toml rules as patterns and CEL rules.
 pub fn definition() -> Result<CustomResourceDefinition, serde_json::Error> {
@@ -221,6 +256,38 @@ mod tests {
         let back = serde_json::to_value(&s).expect("serializes");
         assert_eq!(back["idle_timeout"], "5m");
         assert_eq!(back["replicas"], 1);
+    }
+
+    #[test]
+    fn a_spec_that_cannot_be_read_names_its_field() {
+        let slot = |spec: serde_json::Value| {
+            serde_json::json!({
+                "apiVersion": "hal0.dev/v1alpha1", "kind": "Slot",
+                "metadata": {"name": "a"}, "spec": spec,
+            })
+        };
+        let ok = read(slot(
+            serde_json::json!({"provider": "flm", "model": "flm:x"}),
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
+        for (spec, field) in [
+            (
+                serde_json::json!({"provider": "flm", "idle_timeout": "soon"}),
+                "spec.idle_timeout: ",
+            ),
+            (serde_json::json!({"provider": "vllm"}), "spec.provider: "),
+            (
+                serde_json::json!({"provider": "flm", "memory": "lots"}),
+                "spec.memory: ",
+            ),
+            (
+                serde_json::json!({"provider": "flm", "replicas": "one"}),
+                "spec.replicas: ",
+            ),
+        ] {
+            let err = read(slot(spec)).expect_err("unreadable");
+            assert!(err.starts_with(field), "{err}");
+        }
     }
 
     #[test]
