@@ -68,22 +68,6 @@ impl ProviderKind {
         }
     }
 
-    /// Slot fields that only mean something for `openai-compatible` slots.
-    pub const UPSTREAM_ONLY_FIELDS: [&'static str; 4] =
-        ["upstream", "api_key_env", "auth", "models"];
-
-    /// Slot fields that only mean something for slots that run a process.
-    pub const PROCESS_ONLY_FIELDS: [&'static str; 8] = [
-        "port",
-        "args",
-        "env",
-        "device",
-        "memory",
-        "min_residency",
-        "sleep_after",
-        "probe",
-    ];
-
     /// Whether this provider runs a local process (everything but external upstreams).
     pub fn runs_process(self) -> bool {
         self != ProviderKind::OpenAiCompatible

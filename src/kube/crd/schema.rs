@@ -1,17 +1,19 @@
 //! The Slot's OpenAPI schema, hardened so the API server refuses at the door what hal0 would
 //! refuse later: schema patterns for names, durations and memory, and CEL rules
 //! (`x-kubernetes-validations`) for what each provider requires or forbids and for the
-//! built-in slot names' roles. Every rule is generated from the same tables the hal0.toml
-//! reader checks ([`ProviderKind`], [`BUILTIN_SLOTS`], [`SlotName`]'s pattern), so the two
-//! cannot drift. Pure: JSON in, JSON out.
-//!
-//! [`SlotName`]: crate::model::SlotName
+//! built-in slot names' roles. Every rule is generated from the tables of `crate::rules`, the
+//! rules hal0.toml and the controller check on the typed spec (which fields each provider
+//! requires or refuses, what a cluster refuses, which providers sleep, the ranges and name
+//! patterns), so the schema and the rules cannot drift. Rules the schema cannot express
+//! (URLs, non-blank strings, a probe's role) are refused by the controller (`Degraded`,
+//! `InvalidSpec`). Pure: JSON in, JSON out.
 
 use serde_json::{Value, json};
 
 use crate::model::{
     BUILTIN_SLOTS, BYTESIZE_PATTERN, MAX_NAME_LEN, NAME_PATTERN, ProviderKind, Role,
 };
+use crate::rules::{self, CLUSTER_FORBIDDEN, COLLECTION_FIELDS, SLOT_FIELDS};
 
 /// One CEL rule with the message the API server returns when it fails.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +66,7 @@ fn absent(field: &str, is_collection: bool) -> String {
 }
 
 fn is_collection(field: &str) -> bool {
-    matches!(field, "args" | "env" | "aliases" | "models")
+    COLLECTION_FIELDS.contains(&field)
 }
 
 fn role_list(p: ProviderKind) -> String {
@@ -75,69 +77,94 @@ fn role_list(p: ProviderKind) -> String {
         .join(", ")
 }
 
-/// The rules on `spec`: required and misplaced fields per provider, roles each provider can
-/// serve, and the one field that has no meaning in a cluster (`port`).
+/// The rules on `spec`: required and misplaced fields per provider, the fields a cluster
+/// refuses, roles each provider can serve, which providers sleep, the probe's pair and the
+/// name of the key's variable.
 pub fn spec_rules() -> Vec<Rule> {
     let mut rules = Vec::new();
-    let needs_model = providers_where(ProviderKind::needs_model);
-    let process = providers_where(ProviderKind::runs_process);
-    let upstream = providers_where(|p| !p.runs_process());
-    rules.push(Rule {
-        rule: format!("!({}) || has(self.model)", provider_in("self", &needs_model)),
-        message: format!(
-            "spec.model is required: providers {} need a model to serve, like \"hf:org/repo/file.gguf\"",
-            names(&needs_model)
-        ),
-        field_path: Some(".model".into()),
-        reason: "FieldValueRequired",
-    });
-    rules.push(Rule {
-        rule: format!("!({}) || has(self.upstream)", provider_in("self", &upstream)),
-        message: format!(
-            "spec.upstream is required: provider {} forwards to an external API; give its base URL, like \"https://openrouter.ai/api/v1\"",
-            names(&upstream)
-        ),
-        field_path: Some(".upstream".into()),
-        reason: "FieldValueRequired",
-    });
-    for field in ProviderKind::UPSTREAM_ONLY_FIELDS {
-        rules.push(Rule {
-            rule: format!(
-                "!({}) || {}",
-                provider_in("self", &process),
-                absent(field, is_collection(field))
-            ),
-            message: format!(
-                "spec.{field} only applies to provider \"openai-compatible\"; remove it for providers {}",
-                names(&process)
-            ),
-            field_path: Some(format!(".{field}")),
-            reason: "FieldValueForbidden",
-        });
-    }
-    for field in ProviderKind::PROCESS_ONLY_FIELDS {
-        if field == "port" {
-            continue; // refused for every provider below
+    for field in SLOT_FIELDS {
+        let needs = providers_where(|p| rules::required(p, field));
+        if field == "provider" || needs.is_empty() {
+            continue;
         }
+        let message = match field {
+            "upstream" => format!(
+                "spec.upstream is required: provider {} forwards to an external API; give its base URL, like \"https://openrouter.ai/api/v1\"",
+                names(&needs)
+            ),
+            _ => format!(
+                "spec.{field} is required: providers {} need a {field} to serve, like \"hf:org/repo/file.gguf\"",
+                names(&needs)
+            ),
+        };
+        rules.push(Rule {
+            rule: format!("!({}) || has(self.{field})", provider_in("self", &needs)),
+            message,
+            field_path: Some(format!(".{field}")),
+            reason: "FieldValueRequired",
+        });
+    }
+    for field in SLOT_FIELDS {
+        let refused = providers_where(|p| !rules::applies(p, field));
+        if refused.is_empty() || CLUSTER_FORBIDDEN.iter().any(|(f, _)| *f == field) {
+            continue; // cluster-forbidden fields are refused for every provider below
+        }
+        let message = if refused.iter().all(|p| p.runs_process()) {
+            format!(
+                "spec.{field} only applies to provider \"openai-compatible\"; remove it for providers {}",
+                names(&refused)
+            )
+        } else {
+            format!(
+                "spec.{field} only applies to slots that run a process; provider {} runs none",
+                names(&refused)
+            )
+        };
         rules.push(Rule {
             rule: format!(
                 "!({}) || {}",
-                provider_in("self", &upstream),
+                provider_in("self", &refused),
                 absent(field, is_collection(field))
             ),
-            message: format!(
-                "spec.{field} only applies to slots that run a process; provider {} runs none",
-                names(&upstream)
-            ),
+            message,
             field_path: Some(format!(".{field}")),
             reason: "FieldValueForbidden",
         });
     }
+    for (field, why) in CLUSTER_FORBIDDEN {
+        rules.push(Rule {
+            rule: format!("!has(self.{field})"),
+            message: format!("spec.{field} is {why}"),
+            field_path: Some(format!(".{field}")),
+            reason: "FieldValueForbidden",
+        });
+    }
+    // Upstreams are refused above (sleep_after applies only to slots that run a process).
+    let sleepers = providers_where(|p| rules::can_sleep(p) || !p.runs_process());
     rules.push(Rule {
-        rule: "!has(self.port)".into(),
-        message: "spec.port is not used in a cluster: every slot pod listens on the controller's port behind the Slot's Service; remove it".into(),
-        field_path: Some(".port".into()),
+        rule: format!("!has(self.sleep_after) || {}", provider_in("self", &sleepers)),
+        message: format!(
+            "spec.sleep_after: this provider cannot sleep (release its model and keep its process); only {} can. Remove sleep_after, or use idle_timeout with unload_idle",
+            names(&providers_where(rules::can_sleep))
+        ),
+        field_path: Some(".sleep_after".into()),
         reason: "FieldValueForbidden",
+    });
+    rules.push(Rule {
+        rule: "!has(self.probe) || has(self.probe.prompt) == has(self.probe.expect)".into(),
+        message: "spec.probe: set prompt and expect together (the message to send and the text its answer must contain), or neither (probe: {}) for the built-in check".into(),
+        field_path: Some(".probe".into()),
+        reason: "FieldValueInvalid",
+    });
+    // CEL, not a schema pattern: a pattern's refusal would echo the value, often a pasted key.
+    rules.push(Rule {
+        rule: format!(
+            "!has(self.api_key_env) || self.api_key_env.matches('{}')",
+            rules::ENV_VAR_PATTERN
+        ),
+        message: format!("spec.api_key_env {}", rules::ENV_VAR_NAME_MESSAGE),
+        field_path: Some(".api_key_env".into()),
+        reason: "FieldValueInvalid",
     });
     let per_provider: Vec<String> = ProviderKind::ALL
         .into_iter()
@@ -268,6 +295,10 @@ pub fn harden(schema: &mut Value) {
     if props["env"].is_object() {
         props["env"]["maxProperties"] = json!(256);
         props["env"]["additionalProperties"]["maxLength"] = json!(32768);
+    }
+    if props["priority"].is_object() {
+        props["priority"]["minimum"] = json!(rules::PRIORITY_RANGE.start());
+        props["priority"]["maximum"] = json!(rules::PRIORITY_RANGE.end());
     }
     for s in ["model", "upstream", "api_key_env"] {
         if props[s].is_object() {
