@@ -6,7 +6,7 @@
 //! - `names`      object names, labels, finalizer, field managers
 //! - `claims`     PURE: names claimed by two Slots of a namespace (Degraded, not routed)
 //! - `settings`   the controller's settings (ClusterConfig): images per provider, model volume, port
-//! - `validate`   a Slot's spec through the slot rules (+ cluster-only refusals)
+//! - `validate`   a Slot's spec through the slot rules (`crate::rules`, + cluster-only refusals)
 //! - `workload`   PURE: Slot → Deployment and Service (the shared provider argv)
 //! - `status`     PURE: observations → Slot status (phase, conditions)
 //! - `idle`       PURE: when a loaded Slot is idle

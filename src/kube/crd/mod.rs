@@ -200,7 +200,7 @@ fn unreadable_field(spec: &serde_json::Value) -> Option<(String, String)> {
 }
 
 /// The Slot CustomResourceDefinition: the schema derived from the types, hardened by
-/// [`schema::harden`] with the hal0.toml rules as patterns and CEL rules.
+/// [`schema::harden`] with the slot rules (`crate::rules`) as patterns and CEL rules.
 pub fn definition() -> Result<CustomResourceDefinition, serde_json::Error> {
     let mut crd = Slot::crd();
     for version in &mut crd.spec.versions {
@@ -242,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_fields_are_the_toml_fields_plus_replicas() {
+    fn spec_fields_are_the_slot_fields_plus_replicas() {
         let s = spec_json(serde_json::json!({
             "provider": "llama.cpp",
             "model": "hf:org/repo/m.gguf",
