@@ -20,7 +20,7 @@
 //! - `dashboard`  the web UI at /, assets embedded in the binary (talks to api over HTTP) · nothing
 //! - `cli`        `hal0 slot …` and `hal0 model …`: daemon client (HTTP), direct file edits, pulls · model, config, providers, pull
 //! - `deviceplugin` kubelet device plugins: proto, sysfs discovery, gRPC server, registration · model
-//! - `kube`       Kubernetes, in one room: the Slot CRD, Slot → Deployment + Service, the reconciler, leader election, routes for the in-cluster gateway, wake by scale, and `hal0 crd|controller|serve --source kube` · model, rules, core, config, providers, gateway
+//! - `kube`       Kubernetes, in one room: the Slot CRD, Slot → Deployment + Service, the reconciler, leader election, routes for the in-cluster gateway, wake by scale, and `hal0 crd|controller|serve --source kube` · model, rules, core, providers, gateway
 //! - `service`    `hal0 service install|uninstall|print`: the systemd units of deploy/systemd · config
 //! - `app`        composition root for `hal0 serve` · everything
 #![forbid(unsafe_code)]

@@ -8,7 +8,7 @@ mod bad_slots;
 use std::path::Path;
 
 use bad_slots::{BAD, Bad};
-use hal0::kubernetes::validate::validate;
+use hal0::kube::validate::validate;
 use hal0::model::SlotSpec;
 use serde_json::{Value, json};
 
@@ -91,7 +91,7 @@ fn slot_refusal(bad: &Bad) -> Result<(), String> {
         "spec": spec(bad),
     });
     // How the controller and the gateway read a watched Slot.
-    let slot = match hal0::crd::read(object) {
+    let slot = match hal0::kube::crd::read(object) {
         Ok(slot) => slot,
         // The controller marks a Slot it cannot read Degraded; the gateway leaves it out.
         Err(e) if !bad.typed => {
