@@ -15,10 +15,12 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 use serde_json::{Value, json};
 
 async fn reconciled(ns: &str, name: &str) {
-    // Generous: after an API server restart, its RBAC and watch caches take a while to fill.
+    // After an API server restart its RBAC and watch caches take a few seconds to fill (403s,
+    // then 410s); the controller must see new Slots within seconds of that, not after the
+    // 30 s backoffs kube-runtime's Controller would stack over its merged trigger stream.
     until(
         &format!("Slot {ns}/{name} reconciled"),
-        2 * WAIT,
+        WAIT,
         || async {
             let s = get("slot", ns, name).await?;
             s["status"]["phase"].is_string().then_some(())

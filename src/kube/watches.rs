@@ -98,6 +98,25 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
+/// The Controller's own backoff over its merged trigger stream: none. Each watch above already
+/// backs off on its own; kube-runtime's default (800 ms doubling to 30 s, reset only after two
+/// quiet minutes) sleeps the *whole* merged stream on any one watch's error, so 403s and 410s
+/// from the Deployment and Service watches after an API server restart held back Slot events
+/// for up to 105 s (measured by tests/kube_cluster_faults.rs on a busy machine).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTriggerBackoff;
+
+impl Iterator for NoTriggerBackoff {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(std::time::Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoTriggerBackoff {
+    fn reset(&mut self) {}
+}
+
 fn log_watch_error(metrics: &Metrics, what: &str, e: &watcher::Error) {
     metrics.watch_error();
     tracing::warn!(watch = what, error = %e, "watch failed; retrying with backoff");
@@ -168,6 +187,7 @@ pub async fn run_with(
             poke_rx,
         ))
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
+        .trigger_backoff(NoTriggerBackoff)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
