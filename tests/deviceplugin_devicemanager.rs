@@ -285,6 +285,7 @@ fn assert_no_extras(container: &Value) {
     }
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[test]
 fn the_kubelet_registers_the_igpu_and_gives_a_pod_its_render_node_and_kfd() {
     let mut dm = DeviceManager::start();
@@ -327,6 +328,7 @@ fn the_kubelet_registers_the_igpu_and_gives_a_pod_its_render_node_and_kfd() {
     assert_eq!(strings(&got["containers"][0]["device_ids"][GPU]).len(), 7);
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[test]
 fn the_kubelet_registers_the_npu_and_hands_it_out_whole() {
     let mut dm = DeviceManager::start();
@@ -351,6 +353,7 @@ fn the_kubelet_registers_the_npu_and_hands_it_out_whole() {
     );
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[test]
 fn a_vanished_render_node_reaches_the_node_and_the_pod_through_list_and_watch() {
     let (_copy, node) = mutable_fixture("strix-halo");
@@ -383,6 +386,7 @@ fn a_vanished_render_node_reaches_the_node_and_the_pod_through_list_and_watch() 
     assert_eq!(got["admitted"], true, "{got}");
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[test]
 fn an_npu_whose_driver_unbinds_is_no_longer_allocatable() {
     let (_copy, node) = mutable_fixture("strix-halo");
@@ -396,6 +400,7 @@ fn an_npu_whose_driver_unbinds_is_no_longer_allocatable() {
     assert_eq!(refused["admitted"], false, "{refused}");
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[test]
 fn both_plugins_register_again_after_kubelet_restarts_and_allocations_survive() {
     let mut dm = DeviceManager::start();

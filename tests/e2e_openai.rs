@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use support::{Hal0, cache_path, real_llama};
 
+#[ignore = "needs llama-server, the speech servers and the openai Python client; scripts/test.sh runs it"]
 #[tokio::test]
 async fn the_openai_python_client_uses_every_builtin_slot() {
     let (llama, model) = real_llama();

@@ -45,6 +45,7 @@ async fn ok_chat(h: &Hal0, model: &str) {
     assert_eq!(status, 200, "chat {model}: {body}");
 }
 
+#[ignore = "needs the real llama-server and SmolLM2 (scripts/setup-providers.sh); scripts/test.sh runs it"]
 #[tokio::test]
 async fn a_request_for_a_slot_that_cannot_fit_waits_for_its_turn() {
     let h = Hal0::start(
@@ -78,6 +79,7 @@ async fn a_request_for_a_slot_that_cannot_fit_waits_for_its_turn() {
     );
 }
 
+#[ignore = "needs the real llama-server and SmolLM2 (scripts/setup-providers.sh); scripts/test.sh runs it"]
 #[tokio::test]
 async fn two_clients_back_to_back_take_turns_grouped_by_slot() {
     let h = Hal0::start(
@@ -136,6 +138,7 @@ async fn two_clients_back_to_back_take_turns_grouped_by_slot() {
     );
 }
 
+#[ignore = "needs the real llama-server and SmolLM2 (scripts/setup-providers.sh); scripts/test.sh runs it"]
 #[tokio::test]
 async fn max_wait_wins_over_min_residency() {
     let h = Hal0::start(
@@ -156,6 +159,7 @@ async fn max_wait_wins_over_min_residency() {
     assert_eq!(alpha["swaps"], 1, "{alpha}");
 }
 
+#[ignore = "needs the real llama-server and SmolLM2 (scripts/setup-providers.sh); scripts/test.sh runs it"]
 #[tokio::test]
 async fn a_pinned_slot_is_never_swapped_out_and_the_wait_is_refused_with_the_reason() {
     let h = Hal0::start(

@@ -46,6 +46,7 @@ fn env_names(d: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_from_kubectl_gets_owned_objects_a_ready_pod_and_rolls_out_edits() {
     let c = cluster();
@@ -127,6 +128,7 @@ async fn a_slot_from_kubectl_gets_owned_objects_a_ready_pod_and_rolls_out_edits(
     .await;
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_slot_scales_to_zero() {
     let c = cluster();
@@ -176,6 +178,7 @@ fn gateway_status_writes(slot: &str) -> usize {
         .count()
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_wakes_a_slot_at_zero_routes_to_it_and_parks_a_degraded_one() {
     let c = cluster();
@@ -254,6 +257,7 @@ async fn the_gateway_wakes_a_slot_at_zero_routes_to_it_and_parks_a_degraded_one(
     let _ = c.kubectl(&["delete", "resourcequota", "small", "-n", ns]);
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_cleans_up_and_the_garbage_collector_removes_orphans() {
     let c = cluster();
@@ -314,6 +318,7 @@ async fn metric(proc_: &cluster::Proc, name: &str) -> Option<f64> {
         .reduce(|a, b| a + b)
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_controller_adopts_what_exists_and_reports_ready_and_metrics() {
     let c = cluster();
@@ -370,6 +375,7 @@ async fn a_restarted_controller_adopts_what_exists_and_reports_ready_and_metrics
     );
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spec_that_becomes_invalid_releases_its_pod() {
     let c = cluster();
@@ -396,6 +402,7 @@ async fn a_spec_that_becomes_invalid_releases_its_pod() {
     .await;
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_lease_holder_reconciles_and_a_successor_takes_over() {
     let c = cluster();
@@ -461,6 +468,7 @@ fn bad_yaml(bad: &Bad) -> String {
 /// The secrets some bad Slots carry; no refusal may show them.
 const SECRETS: [&str; 2] = ["sk-or-v1-abc", "hunter2"];
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_slots_are_refused_at_the_door_and_good_ones_next_to_them_are_not() {
     let c = cluster();
@@ -520,6 +528,7 @@ async fn bad_slots_are_refused_at_the_door_and_good_ones_next_to_them_are_not() 
 /// The bad Slots whose rule the schema cannot express (URLs, blank strings, a probe's role):
 /// the API server admits them, the controller refuses them by the same rules as hal0.toml,
 /// naming the field, and applies nothing.
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_slots_past_the_door_are_refused_by_the_controller_naming_the_field() {
     let c = cluster();
@@ -560,6 +569,7 @@ async fn bad_slots_past_the_door_are_refused_by_the_controller_naming_the_field(
     }
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_is_accepted_as_a_kubernetes_quantity_and_as_hal0_writes_it() {
     let c = cluster();
@@ -591,6 +601,7 @@ async fn memory_is_accepted_as_a_kubernetes_quantity_and_as_hal0_writes_it() {
     }
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_slots_claiming_one_alias_are_both_degraded_until_one_lets_go() {
     let c = cluster();
@@ -626,6 +637,7 @@ async fn two_slots_claiming_one_alias_are_both_degraded_until_one_lets_go() {
     }
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn igpu_slots_request_their_memory_so_the_scheduler_never_overcommits_an_apu() {
     let c = cluster();

@@ -60,6 +60,7 @@ fn all_gone(pids: &[i32], within: Duration) -> bool {
     false
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[test]
 fn closing_stdin_stops_everything_and_removes_the_directory() {
     let (mut child, info) = start();
@@ -77,6 +78,7 @@ fn closing_stdin_stops_everything_and_removes_the_directory() {
     assert!(!std::path::Path::new(dir).exists(), "{dir} left behind");
 }
 
+#[ignore = "needs the Kubernetes control plane built by scripts/setup-kube.sh; scripts/test.sh runs it"]
 #[test]
 fn a_sigkilled_testenv_takes_its_components_with_it() {
     let (mut child, info) = start();
