@@ -12,6 +12,8 @@ use super::fields;
 use super::{SlotArgs, SlotCommand, load_config, url_of_listen};
 use crate::config::Located;
 use crate::config::store::{ConfigStore, Revision, SlotChange};
+use crate::model::Phase;
+use crate::model::wire::{ConfigState, LogLine, SlotList, SlotRemoved, SlotView, WriteResult};
 
 pub async fn run(args: SlotArgs) -> anyhow::Result<ExitCode> {
     let located = crate::config::locate(args.target.config.clone());
@@ -125,14 +127,16 @@ fn slot_path(name: &str) -> String {
     format!("/api/slots/{name}")
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("-")
+/// An optional value as a table cell: `-` when absent.
+fn cell<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
-fn num(v: &Value, key: &str) -> String {
-    v[key]
-        .as_u64()
-        .map_or_else(|| "-".to_string(), |n| n.to_string())
+/// A response body as the API type it is documented to be.
+fn typed<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> anyhow::Result<T> {
+    serde_json::from_value(v).with_context(|| {
+        format!("hal0 answered {what} with a body this CLI cannot read (a different hal0 version?)")
+    })
 }
 
 /// 1.5 GiB, 300 MiB.
@@ -167,8 +171,8 @@ fn ago(unix_ms: Option<u64>) -> String {
     }
 }
 
-fn memory(v: &Value) -> String {
-    match (v["memory_measured"].as_u64(), v["memory_estimate"].as_u64()) {
+fn memory(v: &SlotView) -> String {
+    match (v.memory_measured, v.status.memory_estimate) {
         (Some(m), _) => human_bytes(m),
         (None, Some(e)) => format!("~{}", human_bytes(e)),
         _ => "-".into(),
@@ -176,11 +180,12 @@ fn memory(v: &Value) -> String {
 }
 
 async fn list(d: &Daemon, json: bool) -> anyhow::Result<ExitCode> {
-    let list = d.get("/api/slots").await?;
+    let raw = d.get("/api/slots").await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        println!("{}", serde_json::to_string_pretty(&raw)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let list: SlotList = typed(raw, "GET /api/slots")?;
     let mut rows = vec![
         [
             "NAME",
@@ -194,20 +199,18 @@ async fn list(d: &Daemon, json: bool) -> anyhow::Result<ExitCode> {
         ]
         .map(String::from),
     ];
-    for v in list["slots"].as_array().into_iter().flatten() {
+    for v in &list.slots {
+        let st = &v.status;
+        let upstream = v.spec.as_ref().and_then(|s| s.upstream.as_deref());
         rows.push([
-            s(v, "name").to_string(),
-            s(v, "phase").to_string(),
-            s(v, "provider").to_string(),
-            v["model"]
-                .as_str()
-                .or(v["spec"]["upstream"].as_str())
-                .unwrap_or("-")
-                .to_string(),
-            num(v, "port"),
-            num(v, "pid"),
+            st.name.to_string(),
+            st.phase.to_string(),
+            st.provider.to_string(),
+            cell(st.model.as_deref().or(upstream)),
+            cell(st.port),
+            cell(st.pid),
             memory(v),
-            ago(v["last_request_unix_ms"].as_u64()),
+            ago(st.last_request_unix_ms),
         ]);
     }
     let widths: Vec<usize> = (0..8)
@@ -226,70 +229,75 @@ async fn list(d: &Daemon, json: bool) -> anyhow::Result<ExitCode> {
     }
     println!(
         "\nconfig: {} (revision {}), read by hal0 at {}",
-        list["config"].as_str().unwrap_or("?"),
-        list["revision"].as_str().unwrap_or("?"),
+        list.config,
+        list.revision.as_deref().unwrap_or("?"),
         d.base
     );
-    for e in list["config_errors"].as_array().into_iter().flatten() {
-        eprintln!(
-            "hal0: config not applied: {}",
-            e.as_str().unwrap_or_default()
-        );
+    for e in &list.config_errors {
+        eprintln!("hal0: config not applied: {e}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn status(d: &Daemon, name: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let v = d.get(&slot_path(name)).await?;
+    let raw = d.get(&slot_path(name)).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&raw)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let v: SlotView = typed(raw, &format!("GET {}", slot_path(name)))?;
+    let st = &v.status;
     let lines = [
-        ("name", s(&v, "name").to_string()),
-        ("state", s(&v, "phase").to_string()),
-        ("provider", s(&v, "provider").to_string()),
-        ("role", s(&v, "role").to_string()),
-        ("model", s(&v, "model").to_string()),
-        ("port", num(&v, "port")),
-        ("pid", num(&v, "pid")),
+        ("name", st.name.to_string()),
+        ("state", st.phase.to_string()),
+        ("provider", st.provider.to_string()),
+        ("role", st.role.to_string()),
+        ("model", cell(st.model.as_deref())),
+        ("port", cell(st.port)),
+        ("pid", cell(st.pid)),
         ("memory", memory(&v)),
-        ("in flight", num(&v, "in_flight")),
-        ("last request", ago(v["last_request_unix_ms"].as_u64())),
-        ("restarts", num(&v, "restarts")),
+        ("in flight", st.in_flight.to_string()),
+        ("last request", ago(st.last_request_unix_ms)),
+        ("restarts", st.restarts.to_string()),
         (
             "last load",
-            v["last_load_ms"]
-                .as_u64()
-                .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
+            cell(
+                st.last_load_ms
+                    .map(|ms| format!("{:.1}s", ms as f64 / 1000.0)),
+            ),
         ),
-        ("last error", s(&v, "last_error").to_string()),
+        ("last error", cell(st.last_error.as_deref())),
     ];
     for (k, val) in lines {
         println!("{:13} {val}", format!("{k}:"));
     }
-    if let Ok(c) = d.get("/api/config").await {
-        println!("{:13} {}", "config:", s(&c, "path"));
+    if let Ok(c) = d.get("/api/config").await
+        && let Ok(c) = serde_json::from_value::<ConfigState>(c)
+    {
+        println!("{:13} {}", "config:", c.path);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The slot's view from an event, if the event is about `name`.
-fn slot_event(ev: &super::sse::SseEvent, name: &str) -> Option<Value> {
+fn slot_event(ev: &super::sse::SseEvent, name: &str) -> Option<SlotView> {
     match ev.event.as_str() {
-        "snapshot" => {
-            let list: Value = serde_json::from_str(&ev.data).ok()?;
-            list["slots"]
-                .as_array()?
-                .iter()
-                .find(|v| v["name"] == name)
-                .cloned()
-        }
-        "slot" => serde_json::from_str::<Value>(&ev.data)
+        "snapshot" => serde_json::from_str::<SlotList>(&ev.data)
+            .ok()?
+            .slots
+            .into_iter()
+            .find(|v| v.status.name.as_str() == name),
+        "slot" => serde_json::from_str::<SlotView>(&ev.data)
             .ok()
-            .filter(|v| v["name"] == name),
+            .filter(|v| v.status.name.as_str() == name),
         _ => None,
     }
+}
+
+/// Whether the event says `name` was removed from the config.
+fn removed(ev: &super::sse::SseEvent, name: &str) -> bool {
+    ev.event == "slot-removed"
+        && serde_json::from_str::<SlotRemoved>(&ev.data).is_ok_and(|r| r.name.as_str() == name)
 }
 
 async fn load(d: &Daemon, name: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
@@ -307,24 +315,27 @@ async fn load(d: &Daemon, name: &str, timeout: Duration) -> anyhow::Result<ExitC
             details: Value::Null,
         });
     };
-    let failures = before["load_failures"].as_u64().unwrap_or(0);
+    let failures = before.status.load_failures;
     d.json(Method::POST, &format!("{}/load", slot_path(name)), None)
         .await?;
     let started = Instant::now();
-    let mut phase = s(&before, "phase").to_string();
+    let mut phase = before.status.phase;
     println!("{name}: {phase}");
     let mut current = before;
     loop {
-        if matches!(phase.as_str(), "ready" | "idle") {
+        if matches!(phase, Phase::Ready | Phase::Idle) {
             println!(
                 "{name}: ready on port {} ({:.1}s)",
-                num(&current, "port"),
+                cell(current.status.port),
                 started.elapsed().as_secs_f64()
             );
             return Ok(ExitCode::SUCCESS);
         }
-        if current["load_failures"].as_u64().unwrap_or(0) > failures {
-            eprintln!("{name}: load failed: {}", s(&current, "last_error"));
+        if current.status.load_failures > failures {
+            eprintln!(
+                "{name}: load failed: {}",
+                cell(current.status.last_error.as_deref())
+            );
             return Ok(ExitCode::FAILURE);
         }
         let remaining = timeout.saturating_sub(started.elapsed());
@@ -339,12 +350,12 @@ async fn load(d: &Daemon, name: &str, timeout: Duration) -> anyhow::Result<ExitC
                 return Ok(ExitCode::FAILURE);
             }
         };
-        if ev.event == "slot-removed" && ev.data.contains(&format!("\"{name}\"")) {
+        if removed(&ev, name) {
             eprintln!("{name}: the slot was removed from the config");
             return Ok(ExitCode::FAILURE);
         }
         if let Some(v) = slot_event(&ev, name) {
-            let next = s(&v, "phase").to_string();
+            let next = v.status.phase;
             if next != phase {
                 println!("{name}: {next}");
                 phase = next;
@@ -359,20 +370,20 @@ async fn unload(d: &Daemon, name: &str, timeout: Duration) -> anyhow::Result<Exi
     d.json(Method::POST, &format!("{}/unload", slot_path(name)), None)
         .await?;
     let deadline = Instant::now() + timeout;
-    let mut phase = String::new();
+    let mut phase: Option<Phase> = None;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let Ok(Some(ev)) = tokio::time::timeout(remaining, events.next()).await else {
-            eprintln!("{name}: still {phase} after {}s", timeout.as_secs());
+            eprintln!("{name}: still {} after {}s", cell(phase), timeout.as_secs());
             return Ok(ExitCode::FAILURE);
         };
         if let Some(v) = slot_event(&ev, name) {
-            let next = s(&v, "phase").to_string();
-            if next != phase {
+            let next = v.status.phase;
+            if Some(next) != phase {
                 println!("{name}: {next}");
-                phase = next;
+                phase = Some(next);
             }
-            if matches!(phase.as_str(), "stopped" | "failed" | "crash-loop") {
+            if matches!(next, Phase::Stopped | Phase::Failed | Phase::CrashLoop) {
                 return Ok(ExitCode::SUCCESS);
             }
         }
@@ -397,10 +408,10 @@ async fn edit(
         // The revision goes with the change: a write based on an older file is refused (409).
         let revision = match &expected {
             Some(r) => r.0.clone(),
-            None => d.get("/api/slots").await?["revision"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            None => serde_json::from_value::<SlotList>(d.get("/api/slots").await?)
+                .ok()
+                .and_then(|l| l.revision)
+                .unwrap_or_default(),
         };
         let with_revision = |fields: &Map<String, Value>| {
             let mut body = fields.clone();
@@ -440,12 +451,11 @@ async fn edit(
                 .get("/api/config")
                 .await
                 .ok()
-                .and_then(|c| c["path"].as_str().map(String::from))
-                .unwrap_or_else(|| "its config".into());
-            println!(
-                "{name}: {verb} in {file} (revision {}); hal0 applies it now",
-                v["revision"].as_str().unwrap_or("?")
-            );
+                .and_then(|c| serde_json::from_value::<ConfigState>(c).ok())
+                .map_or_else(|| "its config".into(), |c| c.path);
+            let revision = serde_json::from_value::<WriteResult>(v)
+                .map_or_else(|_| "?".to_string(), |w| w.revision);
+            println!("{name}: {verb} in {file} (revision {revision}); hal0 applies it now");
             Ok(ExitCode::SUCCESS)
         }
         Err(ClientError::Api { status, .. }) if status == http::StatusCode::CONFLICT => {
@@ -502,8 +512,10 @@ async fn logs(d: &Daemon, name: &str, follow: bool, tail: usize) -> anyhow::Resu
     let mut events = d.events(&format!("{path}&follow=true")).await?;
     while let Some(ev) = events.next().await {
         if ev.event == "line" {
-            let line: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
-            println!("{}", line["line"].as_str().unwrap_or(&ev.data));
+            match serde_json::from_str::<LogLine>(&ev.data) {
+                Ok(l) => println!("{}", l.line),
+                Err(_) => println!("{}", ev.data),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@ mod server;
 mod slot_name;
 mod spec;
 mod status;
+pub mod wire;
 
 pub use bytesize::{BYTESIZE_PATTERN, ByteSize, ByteSizeError};
 pub use desired::{DesiredState, ProviderOverride};

@@ -7,16 +7,16 @@
 //! exists is always whole.
 //!
 //! - `http`  one GET with redirects, over HTTP or HTTPS
+//! - `part`  the part file on a blocking thread: append, hash, fsync, rename
 
 mod http;
+mod part;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ::http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
-use sha2::{Digest, Sha256};
 
 use crate::providers::{ModelRef, ModelRefError};
 
@@ -228,17 +228,7 @@ pub async fn pull(
     let total = total_size(fetched.response.headers(), have, &fetched.chain);
     let expected_sha = sha256_of(&fetched.chain);
 
-    let mut hasher = Sha256::new();
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(resumed)
-        .write(true)
-        .truncate(!resumed)
-        .open(&part)
-        .map_err(io(&part))?;
-    if resumed {
-        hash_file(&part, &mut hasher)?;
-    }
+    let mut writer = part::PartWriter::start(part.clone(), resumed);
     let mut downloaded = have;
     progress(Progress {
         downloaded,
@@ -246,30 +236,36 @@ pub async fn pull(
         resumed_from: have,
     });
     let mut body = fetched.response.into_body();
-    loop {
-        let frame = tokio::time::timeout(STALL_TIMEOUT, body.frame())
-            .await
-            .map_err(|_| PullError::Stalled {
+    let received: Result<()> = async {
+        loop {
+            let frame = tokio::time::timeout(STALL_TIMEOUT, body.frame())
+                .await
+                .map_err(|_| PullError::Stalled {
+                    url: fetched.url.clone(),
+                })?;
+            let Some(frame) = frame else { return Ok(()) };
+            let frame = frame.map_err(|e| PullError::BodyFailed {
                 url: fetched.url.clone(),
+                source: Box::new(e),
             })?;
-        let Some(frame) = frame else { break };
-        let frame = frame.map_err(|e| PullError::BodyFailed {
-            url: fetched.url.clone(),
-            source: Box::new(e),
-        })?;
-        if let Ok(data) = frame.into_data() {
-            out.write_all(&data).map_err(io(&part))?;
-            hasher.update(&data);
-            downloaded += data.len() as u64;
-            progress(Progress {
-                downloaded,
-                total,
-                resumed_from: have,
-            });
+            if let Ok(data) = frame.into_data() {
+                let len = data.len() as u64;
+                writer.write(data).await?;
+                downloaded += len;
+                progress(Progress {
+                    downloaded,
+                    total,
+                    resumed_from: have,
+                });
+            }
         }
     }
-    out.sync_all().map_err(io(&part))?;
-    drop(out);
+    .await;
+    // Whatever happened, the part file is whole on disk before this returns (a resume
+    // right after must not race a writer still draining).
+    let written = writer.finish().await;
+    received?;
+    let actual = written?;
     if let Some(expected) = total
         && expected != downloaded
     {
@@ -279,11 +275,6 @@ pub async fn pull(
             actual: downloaded,
         });
     }
-    let actual: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     if let Some(expected) = &expected_sha
         && *expected != actual
     {
@@ -294,12 +285,7 @@ pub async fn pull(
             actual,
         });
     }
-    std::fs::rename(&part, &dest).map_err(io(&dest))?;
-    if let Some(dir) = dest.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
+    part::commit(part, dest.clone()).await?;
     Ok(Pulled {
         path: dest,
         bytes: downloaded,
@@ -314,19 +300,6 @@ pub fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     name.push(".part");
     dest.with_file_name(name)
-}
-
-fn hash_file(path: &Path, hasher: &mut Sha256) -> Result<()> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io(path))?;
-        if n == 0 {
-            return Ok(());
-        }
-        hasher.update(&buf[..n]);
-    }
 }
 
 /// The first byte of a `Content-Range: bytes start-end/total`.
