@@ -185,6 +185,9 @@ fn unreadable_field(spec: &serde_json::Value) -> Option<(String, String)> {
             "provider" => {
                 serde_json::from_value::<crate::model::ProviderKind>(value.clone()).map(|_| ())
             }
+            // Unknown fields are ignored when a Slot is read (see the module doc), so they are
+            // never what failed.
+            f if !crate::rules::SLOT_FIELDS.contains(&f) => continue,
             // Each field next to a provider that reads, so only this field can fail.
             _ => serde_json::from_value::<SlotSpec>(serde_json::json!({
                 "provider": "llama.cpp",
@@ -283,6 +286,10 @@ mod tests {
             (
                 serde_json::json!({"provider": "flm", "replicas": "one"}),
                 "spec.replicas: ",
+            ),
+            (
+                serde_json::json!({"provider": "flm", "a_field_of_a_newer_crd": 1, "port": -1}),
+                "spec.port: ",
             ),
         ] {
             let err = read(slot(spec)).expect_err("unreadable");
