@@ -118,18 +118,15 @@ pub fn origin_of(uri: &Uri) -> Option<String> {
     Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
 }
 
-/// A `Location` against the URL it came from: absolute, or absolute-path, or relative.
+/// A `Location` against the URL it came from, by RFC 3986 (the `url` crate: absolute,
+/// scheme-relative `//host/…`, absolute-path, relative with `..`, query-only). Redirects are
+/// followed here rather than by a generic middleware because a pull needs each hop's headers
+/// (a hub puts the checksum on its redirect, not on the CDN's answer) and sends the token only
+/// to the hub's own origin.
 fn resolve(base: &Uri, location: &str) -> Option<String> {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return Some(location.to_string());
-    }
-    let origin = origin_of(base)?;
-    if location.starts_with('/') {
-        return Some(format!("{origin}{location}"));
-    }
-    let path = base.path();
-    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    Some(format!("{origin}{dir}{location}"))
+    let base = url::Url::parse(&base.to_string()).ok()?;
+    let next = base.join(location).ok()?;
+    matches!(next.scheme(), "http" | "https").then(|| next.to_string())
 }
 
 #[cfg(test)]
@@ -145,5 +142,15 @@ mod tests {
         );
         assert_eq!(resolve(&base, "/x/y").unwrap(), "http://hub.test:8/x/y");
         assert_eq!(resolve(&base, "d").unwrap(), "http://hub.test:8/a/b/d");
+        assert_eq!(
+            resolve(&base, "//cdn.test/f?sig=1").unwrap(),
+            "http://cdn.test/f?sig=1"
+        );
+        assert_eq!(resolve(&base, "../up").unwrap(), "http://hub.test:8/a/up");
+        assert_eq!(
+            resolve(&base, "?y=2").unwrap(),
+            "http://hub.test:8/a/b/c?y=2"
+        );
+        assert_eq!(resolve(&base, "ftp://elsewhere/f"), None);
     }
 }
