@@ -11,14 +11,15 @@
 //! - `core`       PURE: plan(), lifecycle, ports, memory admission, turns, backoff, "did you mean" · model
 //! - `config`     hal0.toml: parse into types, the rules' violations at line:col, merged view · model, rules, core
 //! - `providers`  per provider: argv, env, health path, model refs · model
-//! - `pull`       hf: model downloads: resume, checksum, atomic rename, progress · providers
-//! - `runtime`    process supervisors: spawn, health, kill tree, logs, orphan reaping · model, providers, pull, core
+//! - `http_client` the one HTTP client construction (gateway pools, probes, pulls, CLI): pooling, TLS roots, connect timeouts · nothing
+//! - `pull`       hf: model downloads: resume, checksum, atomic rename, progress · providers, http_client
+//! - `runtime`    process supervisors: spawn, health, kill tree, logs, orphan reaping · model, providers, pull, core, http_client
 //! - `source`     file.rs: watch hal0.toml (notify + poll), debounce, torn-read guard · model, config
 //! - `controller` the loop: trigger → snapshot → plan → apply (until settled) → publish · model, core, runtime, providers, pull
-//! - `gateway`    the /v1 front door: routing, turn queue, proxy, wake, limits, errors · model, core
+//! - `gateway`    the /v1 front door: routing, turn queue, proxy, wake, limits, errors · model, core, http_client
 //! - `api`        the management API under /api: slots, writes through the file, events, OpenAPI · model, config, source, providers, pull
 //! - `dashboard`  the web UI at /, assets embedded in the binary (talks to api over HTTP) · nothing
-//! - `cli`        `hal0 slot …` and `hal0 model …`: daemon client (HTTP), direct file edits, pulls · model, config, providers, pull
+//! - `cli`        `hal0 slot …` and `hal0 model …`: daemon client (HTTP), direct file edits, pulls · model, config, providers, pull, http_client
 //! - `deviceplugin` kubelet device plugins: proto, sysfs discovery, gRPC server, registration · model
 //! - `kube`       Kubernetes, in one room: the Slot CRD, Slot → Deployment + Service, the reconciler, leader election, routes for the in-cluster gateway, wake by scale, and `hal0 crd|controller|serve --source kube` · model, rules, core, providers, gateway
 //! - `service`    `hal0 service install|uninstall|print`: the systemd units of deploy/systemd · config
@@ -34,6 +35,7 @@ pub mod core;
 pub mod dashboard;
 pub mod deviceplugin;
 pub mod gateway;
+pub mod http_client;
 pub mod kube;
 pub mod model;
 pub mod providers;

@@ -1,18 +1,14 @@
 //! The CLI's HTTP client for a running hal0: JSON requests and event streams over plain HTTP
 //! (the daemon is on this machine or a trusted network), with errors that say what to do.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use super::sse::{SseEvent, SseParser};
+use crate::http_client::{self, Settings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -38,17 +34,15 @@ pub struct Daemon {
     pub base: String,
     /// Sent as `Authorization: Bearer` on every request.
     pub token: Option<String>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: http_client::Client,
 }
 
 impl Daemon {
     pub fn new(base: &str, token: Option<String>) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
         Daemon {
             base: base.trim_end_matches('/').to_string(),
             token,
-            client: Client::builder(TokioExecutor::new()).build(http),
+            client: http_client::build(Settings::CLI),
         }
     }
 

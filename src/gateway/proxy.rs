@@ -2,49 +2,25 @@
 //! client goes away, axum drops the response body, which drops the upstream body and closes
 //! that upstream connection: the provider sees the cancellation at once.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
 };
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 
 use super::OpenAiError;
 use super::control::InFlight;
+use crate::http_client::{self, Settings};
 use crate::model::{Target, UpstreamAuth};
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub type HttpClient = http_client::Client;
 
-/// A pooled keep-alive client: plain HTTP for local providers, HTTPS (the system's trusted
-/// roots) for external upstreams.
+/// A pooled keep-alive client (TCP_NODELAY): plain HTTP for local providers, HTTPS (the
+/// system's trusted roots) for external upstreams.
 pub fn client() -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match builder.with_native_roots() {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!("no system TLS roots ({e}); https upstreams will fail to verify");
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-            )
-        }
-    };
-    let https = builder.https_or_http().enable_http1().wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https)
+    http_client::build(Settings::UPSTREAM)
 }
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus ones we set.
@@ -119,7 +95,7 @@ pub async fn forward(
     let mut req = Request::builder()
         .method(method)
         .uri(uri)
-        .body(Body::from(body))
+        .body(Full::new(body))
         .map_err(|e| {
             OpenAiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

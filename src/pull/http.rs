@@ -5,48 +5,27 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::PullError;
+use crate::http_client::{self, Settings};
 
 /// Redirects followed before giving up (hubs redirect once or twice, to a CDN).
 const MAX_REDIRECTS: usize = 10;
 /// How long to wait for response headers.
 const HEADERS_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+pub type HttpsClient = http_client::Client;
 
-/// A client for `http://` and `https://` URLs. HTTPS needs the system's root certificates;
-/// when there are none, only plain HTTP works (and an HTTPS URL fails with a clear error).
+/// A client for `http://` and `https://` URLs, and whether HTTPS works: it needs the system's
+/// root certificates; when there are none, only plain HTTP works (and an HTTPS URL fails with
+/// a clear error).
 pub fn client() -> (HttpsClient, bool) {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(20)));
-    let (builder, tls) = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-        Ok(b) => (b, true),
-        Err(_) => (
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty_tls_config()),
-            false,
-        ),
-    };
-    let connector = builder.https_or_http().enable_http1().wrap_connector(http);
-    // A fresh connection per request: a pull makes a handful, and a pooled connection the
-    // server has just closed would fail the next request.
-    let client = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build(connector);
-    (client, tls)
-}
-
-fn empty_tls_config() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth()
+    (
+        http_client::build(Settings::PULL),
+        http_client::has_tls_roots(),
+    )
 }
 
 /// A response after redirects, with headers seen on the way (hubs put the checksum on the
@@ -84,7 +63,7 @@ pub async fn get(
             req = req.header(header::AUTHORIZATION, v);
         }
         let req = req
-            .body(Empty::new())
+            .body(Full::new(Bytes::new()))
             .map_err(|_| PullError::BadUrl(url.clone()))?;
         let response = tokio::time::timeout(HEADERS_TIMEOUT, client.request(req))
             .await

@@ -2,16 +2,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use crate::http_client::{self, Client, Settings};
 
 /// Probes one endpoint.
 pub struct Probe {
     uri: http::Uri,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client,
 }
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,9 +17,7 @@ impl Probe {
         let uri = format!("http://127.0.0.1:{port}{path}")
             .parse()
             .unwrap_or_else(|_| http::Uri::from_static("http://127.0.0.1/"));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(1)
-            .build_http();
+        let client = http_client::build(Settings::PROBE);
         Probe { uri, client }
     }
 
@@ -38,7 +32,7 @@ impl Probe {
 /// (`--sleep-idle-seconds`). Reading it does not wake the server.
 pub struct SleepProbe {
     uri: http::Uri,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client,
 }
 
 impl SleepProbe {
@@ -46,9 +40,7 @@ impl SleepProbe {
         let uri = format!("http://127.0.0.1:{port}/props")
             .parse()
             .unwrap_or_else(|_| http::Uri::from_static("http://127.0.0.1/props"));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(1)
-            .build_http();
+        let client = http_client::build(Settings::PROBE);
         SleepProbe { uri, client }
     }
 
