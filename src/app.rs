@@ -194,6 +194,7 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     .with_keys(keys)
     .with_cut(cut_rx);
     tokio::spawn(state.metrics.clone().follow_statuses(published.statuses));
+    let v1 = state.clone();
     let router = gateway::router(state)
         .merge(api::router(api))
         .merge(dashboard::router());
@@ -209,7 +210,7 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     // On shutdown: stop accepting, drain (bounded), cut what is left; then stop the slots.
     let gateway_result = gateway::listen::serve(
         listener,
-        router,
+        gateway::listen::App::new(router, v1),
         until_true(shutdown.clone()),
         limits,
         cut_tx,

@@ -5,9 +5,9 @@
 //!
 //! - [`build`]: hyper-util's pooled client over plain TCP (TCP_NODELAY), and TLS with the
 //!   system's trusted roots when [`Settings::tls`] is set. The roots are read once per process.
-//! - [`LocalPool`]: keep-alive HTTP/1 connections to one local address (a slot's provider on
-//!   `127.0.0.1:<port>`), without the generic pool's per-request bookkeeping: the gateway's
-//!   client for local slots.
+//! - [`Pool`]: keep-alive HTTP/1 connections to one origin, without the generic pool's
+//!   per-request keying and boxing: the gateway's client, one per slot — plain TCP to a local
+//!   provider, the shared connector (TLS for `https://`) to an external upstream.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -115,8 +115,17 @@ pub fn has_tls_roots() -> bool {
     tls_config().1
 }
 
-/// A client with `settings`: the one construction every hal0 HTTP client goes through.
+/// A client with `settings`: the one construction every hal0 HTTP client goes through (the
+/// gateway's [`Pool`]s share its connector).
 pub fn build(settings: Settings) -> Client {
+    legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(settings.idle_timeout)
+        .pool_max_idle_per_host(settings.max_idle_per_host)
+        .build(connector(settings))
+}
+
+/// Plain TCP (TCP_NODELAY, the connect timeout), with TLS for `https://` when `settings.tls`.
+fn connector(settings: Settings) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
@@ -127,30 +136,26 @@ pub fn build(settings: Settings) -> Client {
     } else {
         empty_tls_config()
     };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config((*tls).clone())
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(settings.idle_timeout)
-        .pool_max_idle_per_host(settings.max_idle_per_host)
-        .build(connector)
+        .wrap_connector(http)
 }
 
-/// Why a request through a [`LocalPool`] failed.
+/// Why a request through a [`Pool`] failed.
 #[derive(Debug, thiserror::Error)]
-pub enum LocalError {
-    #[error("cannot connect to {addr}: {source}")]
+pub enum PoolError {
+    #[error("cannot connect to {origin}: {source}")]
     Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
+        origin: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("connecting to {addr} timed out")]
-    ConnectTimeout { addr: SocketAddr },
-    #[error("HTTP handshake with {addr} failed: {source}")]
+    #[error("connecting to {origin} timed out")]
+    ConnectTimeout { origin: String },
+    #[error("HTTP handshake with {origin} failed: {source}")]
     Handshake {
-        addr: SocketAddr,
+        origin: String,
         source: hyper::Error,
     },
     #[error("{0}")]
@@ -163,84 +168,141 @@ struct Idle {
     since: Instant,
 }
 
-/// Keep-alive HTTP/1 connections to one address. A connection goes back to the pool when its
-/// response body has been read to the end; a body dropped before that closes its connection
-/// (the provider sees a cancelled request at once).
-pub struct LocalPool {
-    addr: SocketAddr,
+/// How a [`Pool`] opens a connection.
+enum Connect {
+    /// Plain TCP (TCP_NODELAY) to a local provider.
+    Tcp(SocketAddr),
+    /// `http://` or `https://` (the system's roots) through the shared connector.
+    Origin {
+        connector: HttpsConnector<HttpConnector>,
+        origin: http::Uri,
+    },
+}
+
+/// Keep-alive HTTP/1 connections to one origin: a slot's provider on `127.0.0.1:<port>`
+/// (plain), or an external upstream (TLS when `https://`). The gateway keeps one per slot, so
+/// a request takes a connection without the generic pool's keying, boxing and bookkeeping.
+/// A connection goes back to the pool when its response body has been read to the end; a body
+/// dropped before that closes its connection (the upstream sees a cancelled request at once).
+/// Requests carry origin-form URIs; the caller sets `host`.
+pub struct Pool {
+    connect: Connect,
     settings: Settings,
     idle: Mutex<VecDeque<Idle>>,
 }
 
-impl std::fmt::Debug for LocalPool {
+impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalPool")
-            .field("addr", &self.addr)
+        f.debug_struct("Pool")
+            .field("origin", &self.describe())
             .finish_non_exhaustive()
     }
 }
 
-impl LocalPool {
-    pub fn new(addr: SocketAddr, settings: Settings) -> Arc<Self> {
-        Arc::new(LocalPool {
-            addr,
+impl Pool {
+    /// Plain HTTP to `addr`.
+    pub fn plain(addr: SocketAddr, settings: Settings) -> Arc<Self> {
+        Self::with(Connect::Tcp(addr), settings)
+    }
+
+    /// `origin` (`scheme://authority`): plain HTTP, or TLS with the system's roots for
+    /// `https://` when `settings.tls` is set.
+    pub fn to_origin(origin: http::Uri, settings: Settings) -> Arc<Self> {
+        Self::with(
+            Connect::Origin {
+                connector: connector(settings),
+                origin,
+            },
+            settings,
+        )
+    }
+
+    fn with(connect: Connect, settings: Settings) -> Arc<Self> {
+        Arc::new(Pool {
+            connect,
             settings,
             idle: Mutex::new(VecDeque::new()),
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    fn describe(&self) -> String {
+        match &self.connect {
+            Connect::Tcp(addr) => format!("http://{addr}"),
+            Connect::Origin { origin, .. } => origin.to_string(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The most recently used live connection, or a new one.
-    async fn checkout(&self) -> Result<SendRequest<RequestBody>, LocalError> {
+    /// The most recently used live connection, if any.
+    async fn checkout(&self) -> Option<SendRequest<RequestBody>> {
         loop {
-            let Some(mut idle) = self.lock().pop_back() else {
-                break;
-            };
+            let mut idle = self.lock().pop_back()?;
             if idle.sender.is_closed() || idle.since.elapsed() >= self.settings.idle_timeout {
                 continue;
             }
             // Its last response was read to the end; the connection may not have said it is
             // ready for the next one yet.
             if idle.sender.is_ready() || idle.sender.ready().await.is_ok() {
-                return Ok(idle.sender);
+                return Some(idle.sender);
             }
         }
-        self.connect().await
     }
 
-    async fn connect(&self) -> Result<SendRequest<RequestBody>, LocalError> {
-        let addr = self.addr;
-        let tcp = tokio::time::timeout(
-            self.settings.connect_timeout,
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        .map_err(|_| LocalError::ConnectTimeout { addr })?
-        .map_err(|source| LocalError::Connect { addr, source })?;
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|source| LocalError::Handshake { addr, source })?;
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, PoolError> {
+        let timeout = self.settings.connect_timeout;
+        let timed_out = || PoolError::ConnectTimeout {
+            origin: self.describe(),
+        };
+        let handshake = |source| PoolError::Handshake {
+            origin: self.describe(),
+            source,
+        };
+        let (sender, conn) = match &self.connect {
+            Connect::Tcp(addr) => {
+                let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| PoolError::Connect {
+                        origin: self.describe(),
+                        source: Box::new(e),
+                    })?;
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {e}");
+                }
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                    .await
+                    .map_err(handshake)?;
+                (sender, Box::pin(conn) as ConnTask)
+            }
+            Connect::Origin { connector, origin } => {
+                use tower::ServiceExt;
+                let io = tokio::time::timeout(timeout, connector.clone().oneshot(origin.clone()))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|source| PoolError::Connect {
+                        origin: self.describe(),
+                        source,
+                    })?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(handshake)?;
+                (sender, Box::pin(conn) as ConnTask)
+            }
+        };
+        let origin = self.describe();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!("upstream connection to {addr}: {e}");
+                tracing::debug!("upstream connection to {origin}: {e}");
             }
         });
         Ok(sender)
     }
 
     fn checkin(&self, sender: SendRequest<RequestBody>) {
-        if sender.is_closed() {
+        if sender.is_closed() || self.settings.max_idle_per_host == 0 {
             return;
         }
         let now = Instant::now();
@@ -255,19 +317,32 @@ impl LocalPool {
                 break;
             }
         }
-        if self.settings.max_idle_per_host > 0 {
-            idle.push_back(Idle { sender, since: now });
-        }
+        idle.push_back(Idle { sender, since: now });
     }
 
-    /// Sends `req` (its URI: the path and query only) and returns the response, whose body
-    /// gives the connection back when read to the end.
+    /// Sends `req` (an origin-form URI, `host` set) and returns the response, whose body gives
+    /// the connection back when read to the end. A pooled connection that turns out to be
+    /// closed before the request went out (the upstream closed it while idle) is replaced by a
+    /// new one.
     pub async fn send(
         self: &Arc<Self>,
         req: http::Request<RequestBody>,
-    ) -> Result<http::Response<PooledBody>, LocalError> {
-        let mut sender = self.checkout().await?;
-        let resp = sender.send_request(req).await?;
+    ) -> Result<http::Response<PooledBody>, PoolError> {
+        let mut req = req;
+        let (sender, resp) = loop {
+            let Some(mut sender) = self.checkout().await else {
+                let mut sender = self.connect().await?;
+                let resp = sender.send_request(req).await?;
+                break (sender, resp);
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => break (sender, resp),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(PoolError::Request(e.into_error())),
+                },
+            }
+        };
         let pool = self.clone();
         Ok(resp.map(|inner| PooledBody {
             inner,
@@ -276,10 +351,13 @@ impl LocalPool {
     }
 }
 
-/// A response body from a [`LocalPool`]: at its end the connection goes back to the pool.
+/// A connection's task.
+type ConnTask = Pin<Box<dyn std::future::Future<Output = hyper::Result<()>> + Send>>;
+
+/// A response body from a [`Pool`]: at its end the connection goes back to the pool.
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<(Arc<LocalPool>, SendRequest<RequestBody>)>,
+    back: Option<(Arc<Pool>, SendRequest<RequestBody>)>,
 }
 
 impl PooledBody {

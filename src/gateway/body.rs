@@ -1,22 +1,32 @@
 //! Request bodies: finding the `model` (JSON field or multipart form field), whether the
 //! client wants a stream, and rewriting `model` for the provider.
 
+use std::borrow::Cow;
+use std::ops::Range;
+
 use bytes::Bytes;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::OpenAiError;
 
-/// What the gateway needs to know about a request body.
-pub struct Parsed {
-    pub model: String,
+/// What the gateway needs to know about a request body, read in one pass over it without
+/// copying: `model` borrows from the body unless it has escapes.
+pub struct Parsed<'a> {
+    pub model: Cow<'a, str>,
     /// `"stream": true` in a JSON body.
     pub stream: bool,
-    /// Whether the body is JSON (so `model` can be rewritten).
-    json: bool,
+    /// Where the JSON value of `model` is in the body (so it can be replaced); `None` for a
+    /// form, which is forwarded byte for byte.
+    model_span: Option<Range<usize>>,
+}
+
+fn not_a_string() -> OpenAiError {
+    OpenAiError::bad_request("`model` must be a non-empty string").param("model")
 }
 
 /// Reads `model` (and `stream`) from a JSON body or a multipart form.
-pub fn parse(content_type: &str, body: &[u8]) -> Result<Parsed, OpenAiError> {
+pub fn parse<'a>(content_type: &str, body: &'a [u8]) -> Result<Parsed<'a>, OpenAiError> {
     if content_type.starts_with("multipart/form-data") {
         let model = multipart_field(content_type, body, "model").ok_or_else(|| {
             OpenAiError::bad_request("the form has no `model` field")
@@ -24,47 +34,46 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Parsed, OpenAiError> {
                 .code("missing_model")
         })?;
         return Ok(Parsed {
-            model,
+            model: Cow::Owned(model),
             stream: false,
-            json: false,
+            model_span: None,
         });
     }
     // Only `model` and `stream` are read here; the rest is skipped without building a tree.
     #[derive(serde::Deserialize)]
     struct Head<'a> {
         #[serde(borrow, default)]
-        model: Option<std::borrow::Cow<'a, str>>,
+        model: Option<&'a RawValue>,
         #[serde(default)]
         stream: Option<Value>,
     }
-    let head: Head<'_> = serde_json::from_slice(body).map_err(|e| {
-        let message = if e.is_data() {
-            "`model` must be a non-empty string".to_string()
-        } else {
-            format!("the request body is not valid JSON: {e}")
-        };
-        let err = OpenAiError::bad_request(message);
+    let head: Head<'a> = serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
-            err.param("model")
+            not_a_string()
         } else {
-            err.code("invalid_json")
+            OpenAiError::bad_request(format!("the request body is not valid JSON: {e}"))
+                .code("invalid_json")
         }
     })?;
-    let model = match head.model {
-        Some(m) if !m.is_empty() => m.into_owned(),
-        Some(_) => {
-            return Err(
-                OpenAiError::bad_request("`model` must be a non-empty string").param("model"),
-            );
-        }
-        None => {
-            return Err(OpenAiError::bad_request(
-                "the request has no `model`; say which model (slot name, model id or alias) should answer",
-            )
-            .param("model")
-            .code("missing_model"));
-        }
+    let Some(raw) = head.model else {
+        return Err(OpenAiError::bad_request(
+            "the request has no `model`; say which model (slot name, model id or alias) should answer",
+        )
+        .param("model")
+        .code("missing_model"));
     };
+    let text: &'a str = raw.get();
+    let model = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Cow::Borrowed(inner),
+        Some(_) => Cow::Owned(serde_json::from_str::<String>(text).map_err(|_| not_a_string())?),
+        None => return Err(not_a_string()),
+    };
+    if model.is_empty() {
+        return Err(not_a_string());
+    }
+    // The raw value is a slice of `body`: its offset is where `model`'s value starts.
+    let start = (text.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+    let model_span = (start <= body.len()).then(|| start..start + text.len());
     let stream = head
         .stream
         .as_ref()
@@ -73,24 +82,23 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Parsed, OpenAiError> {
     Ok(Parsed {
         model,
         stream,
-        json: true,
+        model_span,
     })
 }
 
-impl Parsed {
-    /// The body to send on: unchanged, or with `model` replaced (JSON bodies only; multipart
-    /// bodies are forwarded byte for byte).
-    pub fn body_for(self, original: Bytes, model: Option<&str>) -> Bytes {
-        let (true, Some(m)) = (self.json, model) else {
-            return original;
+impl Parsed<'_> {
+    /// The body with `model` replaced by `to` (JSON bodies only; everything else in the body is
+    /// kept byte for byte), or `None` when it goes on unchanged.
+    pub fn rewritten(&self, body: &[u8], to: Option<&str>) -> Option<Bytes> {
+        let (Some(span), Some(to)) = (self.model_span.as_ref(), to) else {
+            return None;
         };
-        match serde_json::from_slice::<Value>(&original) {
-            Ok(mut v) => {
-                v["model"] = Value::String(m.to_string());
-                serde_json::to_vec(&v).map(Bytes::from).unwrap_or(original)
-            }
-            Err(_) => original,
-        }
+        let (before, after) = (body.get(..span.start)?, body.get(span.end..)?);
+        let mut out = Vec::with_capacity(body.len() + to.len() + 2);
+        out.extend_from_slice(before);
+        serde_json::to_writer(&mut out, to).ok()?;
+        out.extend_from_slice(after);
+        Some(Bytes::from(out))
     }
 }
 
@@ -142,6 +150,14 @@ mod tests {
             Some("missing_model")
         );
         assert!(parse("application/json", br#"{"model":3}"#).is_err());
+        assert!(parse("application/json", br#"{"model":""}"#).is_err());
+        assert_eq!(
+            parse("application/json", br#"{"model":null}"#)
+                .err()
+                .unwrap()
+                .code,
+            Some("missing_model")
+        );
         let form = "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF..\r\n--XX\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper\r\n--XX--\r\n";
         assert_eq!(
             parse("multipart/form-data; boundary=XX", form.as_bytes())
@@ -155,15 +171,23 @@ mod tests {
     fn rewriting_replaces_only_the_model() {
         let raw = Bytes::from_static(br#"{"model":"primary","messages":[],"stream":false}"#);
         let p = parse("application/json", &raw).unwrap();
-        let out = p.body_for(raw.clone(), Some("SmolLM2"));
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["model"], "SmolLM2");
-        assert_eq!(v["stream"], false);
-        let p = parse("application/json", &raw).unwrap();
+        let out = p.rewritten(&raw, Some("Smol\"LM2")).unwrap();
         assert_eq!(
-            p.body_for(raw.clone(), None),
-            raw,
+            &out[..],
+            br#"{"model":"Smol\"LM2","messages":[],"stream":false}"#,
+            "only the model's value changes, byte for byte"
+        );
+        assert!(
+            p.rewritten(&raw, None).is_none(),
             "unchanged bodies are not re-encoded"
+        );
+        let escaped = br#"{ "stream" : true, "model" : "a\u0062c" }"#;
+        let p = parse("application/json", escaped).unwrap();
+        assert_eq!(p.model, "abc");
+        assert!(p.stream);
+        assert_eq!(
+            &p.rewritten(escaped, Some("x")).unwrap()[..],
+            br#"{ "stream" : true, "model" : "x" }"#
         );
     }
 }

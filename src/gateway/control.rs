@@ -26,11 +26,17 @@ pub trait SlotControl: Send + Sync + 'static {
 /// Marks a request in flight for as long as it lives, response body included.
 pub struct InFlight {
     control: std::sync::Arc<dyn SlotControl>,
-    slot: SlotName,
+    slot: std::sync::Arc<SlotName>,
 }
 
 impl InFlight {
-    pub fn begin(control: std::sync::Arc<dyn SlotControl>, slot: SlotName) -> Self {
+    /// `slot` is shared (the gateway's routing entry holds one per slot), so counting a
+    /// request allocates nothing.
+    pub fn begin(
+        control: std::sync::Arc<dyn SlotControl>,
+        slot: impl Into<std::sync::Arc<SlotName>>,
+    ) -> Self {
+        let slot = slot.into();
         control.request_started(&slot);
         InFlight { control, slot }
     }

@@ -1,7 +1,7 @@
 //! Errors in OpenAI's shape: `{"error":{"message","type","param","code"}}`.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 /// An error answer. Logging happens in the handlers, not here.
@@ -73,8 +73,14 @@ impl IntoResponse for OpenAiError {
 /// produces as plain text or an empty body (`GET /v1/chat/completions` is a 405).
 pub async fn openai_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // A clone of the URI shares its bytes: nothing is copied for requests that succeed.
+    let uri = req.uri().clone();
     let resp = next.run(req).await;
+    openai_shape(&method, &uri, resp).await
+}
+
+/// The answer to `method` `uri`, with an error that is not JSON yet put in OpenAI's shape.
+pub async fn openai_shape(method: &Method, uri: &Uri, resp: Response) -> Response {
     let status = resp.status();
     let is_json = resp
         .headers()
@@ -89,6 +95,7 @@ pub async fn openai_errors(req: axum::extract::Request, next: axum::middleware::
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
+    let path = uri.path();
     let code = match status {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",

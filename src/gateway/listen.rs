@@ -34,6 +34,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::{GatewayState, routes};
+
 /// The limits of [`serve`]; [`Default`] has the `[server]` defaults.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -115,15 +117,41 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module doc).
+/// What [`serve`] serves: a router, and the gateway's `POST /v1/*` handler, which is called
+/// directly (no routing, no boxed futures or extensions per request: the hot path).
+#[derive(Clone)]
+pub struct App {
+    router: Router,
+    v1: Option<GatewayState>,
+}
+
+impl App {
+    /// Requests go to `router`, and `POST /v1/*` to the gateway of `state` (whose routes
+    /// `router` has too).
+    pub fn new(router: Router, state: GatewayState) -> Self {
+        App {
+            router,
+            v1: Some(state),
+        }
+    }
+}
+
+impl From<Router> for App {
+    fn from(router: Router) -> Self {
+        App { router, v1: None }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains (see the module doc).
 /// `cut` is set when the drain time is over: the gateway ends its open streams on it.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: impl Into<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: Limits,
     cut: watch::Sender<bool>,
 ) -> std::io::Result<()> {
+    let app = app.into();
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
@@ -171,7 +199,7 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-        let router = router.clone();
+        let app = app.clone();
         let limits = limits.clone();
         let drain = drain_rx.clone();
         let activity = Arc::new(Activity::new());
@@ -180,7 +208,7 @@ pub async fn serve(
         lock(&live).insert(id, activity.clone());
         let live = live.clone();
         conns.spawn(async move {
-            connection(tcp, router, &limits, drain, activity).await;
+            connection(tcp, app, &limits, drain, activity).await;
             lock(&live).remove(&id);
             drop(permit);
         });
@@ -243,7 +271,7 @@ async fn join_all(set: &mut JoinSet<()>) {
 /// One connection: hyper's HTTP/1 state machine under the watchdog of [`Activity`].
 async fn connection(
     tcp: TcpStream,
-    router: Router,
+    app: App,
     limits: &Limits,
     mut drain: watch::Receiver<bool>,
     activity: Arc<Activity>,
@@ -256,11 +284,16 @@ async fn connection(
     let act = activity.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let guard = act.request_started();
-        let req = req.map(|b| Body::new(TimedBody::new(b, body_timeout)));
-        let router = router.clone();
+        let req = req.map(|b| TimedBody::new(b, body_timeout));
+        let app = app.clone();
         async move {
-            use tower::ServiceExt;
-            let resp = router.oneshot(req).await?;
+            let resp = match &app.v1 {
+                Some(state) if routes::is_v1_post(&req) => routes::direct(state, req).await,
+                _ => {
+                    use tower::ServiceExt;
+                    app.router.oneshot(req.map(Body::new)).await?
+                }
+            };
             Ok::<_, std::convert::Infallible>(resp.map(|b| {
                 Body::new(Guarded {
                     inner: b,
@@ -457,7 +490,10 @@ impl hyper::body::Body for Guarded {
 /// The request body, failing when it has not all arrived within the body timeout.
 pub struct TimedBody {
     inner: Incoming,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Set when the body first has to be waited for (a body that came with its head needs no
+    /// timer).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    started: Instant,
     limit: Duration,
 }
 
@@ -470,7 +506,8 @@ impl TimedBody {
     fn new(inner: Incoming, limit: Duration) -> Self {
         TimedBody {
             inner,
-            deadline: Box::pin(tokio::time::sleep(limit)),
+            deadline: None,
+            started: Instant::now(),
             limit,
         }
     }
@@ -487,7 +524,11 @@ impl hyper::body::Body for TimedBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        let deadline = self.started + self.limit;
+        let sleep = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_ready() {
             let limit = self.limit;
             return Poll::Ready(Some(Err(Box::new(BodyTimeout(limit)))));
         }
@@ -622,21 +663,53 @@ impl hyper::body::Body for Cuttable {
     }
 }
 
-/// Reads a whole request body, up to `limit` bytes.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ReadBodyError> {
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Err(ReadBodyError::TooLarge)
-            } else if is_body_timeout(&*e) {
-                Err(ReadBodyError::TimedOut(e.to_string()))
-            } else {
-                Err(ReadBodyError::Failed(e.to_string()))
+/// Reads a whole request body, up to `limit` bytes. A body that arrives in one piece (the
+/// usual small JSON request) is returned as that piece, without copying.
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ReadBodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    let failed = |e: axum::BoxError| {
+        if is_body_timeout(&*e) {
+            ReadBodyError::TimedOut(e.to_string())
+        } else {
+            ReadBodyError::Failed(e.to_string())
+        }
+    };
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(ReadBodyError::TooLarge);
+    }
+    let mut body = body;
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| failed(e.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len = len.saturating_add(data.len());
+        if len > limit {
+            return Err(ReadBodyError::TooLarge);
+        }
+        match (&mut first, &mut rest) {
+            (None, None) => first = Some(data),
+            (Some(f), None) => {
+                let mut all = bytes::BytesMut::with_capacity(len.max(f.len() * 2));
+                all.extend_from_slice(f);
+                all.extend_from_slice(&data);
+                first = None;
+                rest = Some(all);
             }
+            (_, Some(all)) => all.extend_from_slice(&data),
         }
     }
+    Ok(match (first, rest) {
+        (_, Some(all)) => all.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
 }
 
 /// Why a request body could not be read.

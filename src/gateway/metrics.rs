@@ -4,7 +4,7 @@
 //! are derived from the published statuses by [`Metrics::follow_statuses`].
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -209,6 +209,18 @@ impl Metrics {
         self.upstream_errors.get_or_create(&Self::slot(slot)).inc();
     }
 
+    /// The handles one slot's requests record into, created once per slot (see [`SlotMetrics`]).
+    pub fn for_slot(self: &Arc<Self>, slot: &str) -> SlotMetrics {
+        SlotMetrics {
+            metrics: self.clone(),
+            label: Self::slot(slot),
+            ttfb: OnceLock::new(),
+            queue_wait: OnceLock::new(),
+            upstream_errors: OnceLock::new(),
+            ok: Default::default(),
+        }
+    }
+
     /// Updates the slot-derived metrics from a new set of statuses.
     pub fn observe_statuses(&self, statuses: &BTreeMap<SlotName, SlotStatus>) {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -290,18 +302,97 @@ impl Metrics {
     }
 }
 
-/// The endpoint label for a path: known `/v1` endpoints by name, anything else as `other`, so
-/// the label's cardinality stays bounded.
-pub fn endpoint_label(path: &str) -> &'static str {
-    match path.trim_end_matches('/') {
-        "/v1/chat/completions" => "chat/completions",
-        "/v1/completions" => "completions",
-        "/v1/embeddings" => "embeddings",
-        "/v1/rerank" | "/v1/reranking" => "rerank",
-        "/v1/audio/transcriptions" => "audio/transcriptions",
-        "/v1/audio/translations" => "audio/translations",
-        "/v1/audio/speech" => "audio/speech",
-        _ => "other",
+/// The endpoint labels: known `/v1` endpoints by name, anything else as `other`, so the
+/// label's cardinality stays bounded.
+const ENDPOINTS: [&str; 8] = [
+    "chat/completions",
+    "completions",
+    "embeddings",
+    "rerank",
+    "audio/transcriptions",
+    "audio/translations",
+    "audio/speech",
+    "other",
+];
+
+/// A request's endpoint, as an index into the endpoint labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint(usize);
+
+impl Endpoint {
+    pub fn of_path(path: &str) -> Endpoint {
+        Endpoint(match path.trim_end_matches('/') {
+            "/v1/chat/completions" => 0,
+            "/v1/completions" => 1,
+            "/v1/embeddings" => 2,
+            "/v1/rerank" | "/v1/reranking" => 3,
+            "/v1/audio/transcriptions" => 4,
+            "/v1/audio/translations" => 5,
+            "/v1/audio/speech" => 6,
+            _ => 7,
+        })
+    }
+
+    pub fn label(self) -> &'static str {
+        ENDPOINTS[self.0]
+    }
+}
+
+/// One slot's request metrics, created once per slot when the routing table changes (not per
+/// request): the series handles are looked up on first use and kept, so recording a request
+/// allocates nothing and takes no lock. A series appears in `/metrics` once it has been used.
+pub struct SlotMetrics {
+    metrics: Arc<Metrics>,
+    label: SlotLabel,
+    ttfb: OnceLock<Histogram>,
+    queue_wait: OnceLock<Histogram>,
+    upstream_errors: OnceLock<Counter>,
+    /// `requests{status="200"}` per endpoint, the common case; other statuses are looked up.
+    ok: [OnceLock<Counter>; ENDPOINTS.len()],
+}
+
+impl SlotMetrics {
+    pub fn request(&self, endpoint: Endpoint, status: StatusCode) {
+        if status == StatusCode::OK {
+            self.ok[endpoint.0]
+                .get_or_init(|| {
+                    self.metrics
+                        .requests
+                        .get_or_create(&RequestLabels {
+                            slot: self.label.slot.clone(),
+                            endpoint: endpoint.label().to_string(),
+                            status: "200".to_string(),
+                        })
+                        .clone()
+                })
+                .inc();
+        } else {
+            self.metrics
+                .request(&self.label.slot, endpoint.label(), status);
+        }
+    }
+
+    pub fn ttfb(&self, d: Duration) {
+        self.ttfb
+            .get_or_init(|| self.metrics.ttfb.get_or_create(&self.label).clone())
+            .observe(d.as_secs_f64());
+    }
+
+    pub fn queue_wait(&self, d: Duration) {
+        self.queue_wait
+            .get_or_init(|| self.metrics.queue_wait.get_or_create(&self.label).clone())
+            .observe(d.as_secs_f64());
+    }
+
+    pub fn upstream_error(&self) {
+        self.upstream_errors
+            .get_or_init(|| {
+                self.metrics
+                    .upstream_errors
+                    .get_or_create(&self.label)
+                    .clone()
+            })
+            .inc();
     }
 }
 

@@ -13,6 +13,7 @@
 //! - `stream`   streaming requests that wait for a load: SSE keep-alives, then the stream
 //! - `wake`     wait for a slot to be ready, loading it if needed
 //! - `proxy`    forward a request to a slot, stream the response back
+//! - `targets`  per-slot upstreams, pools and metric handles, prebuilt once per routing table
 //! - `routes`   POST /v1/*: read the body, find the model, wake, proxy
 
 mod auth;
@@ -25,6 +26,7 @@ mod models;
 mod proxy;
 mod routes;
 mod stream;
+mod targets;
 mod wake;
 
 use std::collections::BTreeMap;
@@ -44,13 +46,17 @@ pub use metrics::Metrics;
 
 use crate::model::{RoutingTable, SlotName, SlotStatus};
 
-/// Everything the gateway's handlers share. Cheap to clone.
+/// Everything the gateway's handlers share: one `Arc`, so handing it to a request costs one
+/// reference count (the fields are read through `Deref`).
 #[derive(Clone)]
-pub struct GatewayState {
+pub struct GatewayState(Arc<Shared>);
+
+/// What [`GatewayState`] shares.
+#[derive(Clone)]
+pub struct Shared {
     pub routes: watch::Receiver<Arc<RoutingTable>>,
     pub statuses: watch::Receiver<Arc<BTreeMap<SlotName, SlotStatus>>>,
     pub control: Arc<dyn SlotControl>,
-    pub client: proxy::HttpClient,
     /// How long a request waits for its slot to load.
     pub load_timeout: Duration,
     /// How long a request waits for its slot's turn before the load (`server.max_wait`).
@@ -66,6 +72,16 @@ pub struct GatewayState {
     pub metrics: Arc<Metrics>,
     /// Set when shutdown's drain time is over: open streams end with an error event.
     pub cut: watch::Receiver<bool>,
+    /// The routing table with each slot's upstream prebuilt.
+    targets: Arc<targets::Cache>,
+}
+
+impl std::ops::Deref for GatewayState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl GatewayState {
@@ -75,44 +91,50 @@ impl GatewayState {
         control: Arc<dyn SlotControl>,
         load_timeout: Duration,
     ) -> Self {
-        GatewayState {
+        let metrics = Arc::new(Metrics::new());
+        GatewayState(Arc::new(Shared {
             routes,
             statuses,
             control,
-            client: proxy::client(),
             load_timeout,
             max_wait: Duration::from_secs(crate::model::DEFAULT_MAX_WAIT_SECS),
             max_body_bytes: 64 << 20,
             max_queue: 64,
             queues: Arc::default(),
             keys: watch::channel(Arc::new(KeySet::default())).1,
-            metrics: Arc::new(Metrics::new()),
+            targets: Arc::new(targets::Cache::new(metrics.clone())),
+            metrics,
             cut: watch::channel(false).1,
-        }
+        }))
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Ends open streams when `cut` becomes true (see [`listen::serve`]).
     pub fn with_cut(mut self, cut: watch::Receiver<bool>) -> Self {
-        self.cut = cut;
+        self.shared_mut().cut = cut;
         self
     }
 
     /// Sets the request limits (`server.max_body`, `server.max_queue`).
     pub fn with_limits(mut self, max_body_bytes: usize, max_queue: u32) -> Self {
-        self.max_body_bytes = max_body_bytes;
-        self.max_queue = max_queue;
+        let s = self.shared_mut();
+        s.max_body_bytes = max_body_bytes;
+        s.max_queue = max_queue;
         self
     }
 
     /// Sets how long a request may wait for its slot's turn (`server.max_wait`).
     pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
-        self.max_wait = max_wait;
+        self.shared_mut().max_wait = max_wait;
         self
     }
 
     /// Requires the keys published on `keys`.
     pub fn with_keys(mut self, keys: watch::Receiver<Arc<KeySet>>) -> Self {
-        self.keys = keys;
+        self.shared_mut().keys = keys;
         self
     }
 }
@@ -133,15 +155,15 @@ pub fn router(state: GatewayState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, with the default [`listen::Limits`].
+/// Serves `app` on `listener` until `shutdown` resolves, with the default [`listen::Limits`].
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: impl Into<listen::App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = listen::Limits {
         max_connections: listen::connection_cap(listen::Limits::default().max_connections),
         ..listen::Limits::default()
     };
-    listen::serve(listener, router, shutdown, limits, watch::channel(false).0).await
+    listen::serve(listener, app, shutdown, limits, watch::channel(false).0).await
 }

@@ -2,75 +2,56 @@
 //! client goes away, axum drops the response body, which drops the upstream body and closes
 //! that upstream connection: the provider sees the cancellation at once.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::body::Body;
+use axum::http::uri::PathAndQuery;
 use axum::http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
 };
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 
-use super::OpenAiError;
 use super::control::InFlight;
-use crate::http_client::{self, Settings};
-use crate::model::{Target, UpstreamAuth};
-
-pub type HttpClient = http_client::Client;
-
-/// A pooled keep-alive client (TCP_NODELAY): plain HTTP for local providers, HTTPS (the
-/// system's trusted roots) for external upstreams.
-pub fn client() -> HttpClient {
-    http_client::build(Settings::UPSTREAM)
-}
+use super::{OpenAiError, targets};
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus ones we set.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
 ];
 
-fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, drop_auth: bool) {
-    for (k, v) in from {
-        let name = k.as_str();
-        if HOP_BY_HOP.contains(&name)
-            || (drop_auth && (name == "authorization" || name == "x-api-key"))
-        {
-            continue;
-        }
-        to.append(k.clone(), v.clone());
+/// Removes the hop-by-hop headers in place (the map is forwarded, not copied).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
-/// The URL a request for `path_and_query` (starting with `/v1/`) goes to.
-fn target_uri(target: &Target, path_and_query: &str) -> Result<Uri, OpenAiError> {
-    let s = match target {
-        Target::Local { port } => format!("http://127.0.0.1:{port}{path_and_query}"),
-        Target::Upstream { base_url, .. } => {
-            let rest = path_and_query.strip_prefix("/v1").unwrap_or(path_and_query);
-            format!("{base_url}{rest}")
-        }
-    };
-    s.parse().map_err(|e| {
-        OpenAiError::new(
-            StatusCode::BAD_GATEWAY,
-            "server_error",
-            format!("bad upstream URL {s:?}: {e}"),
-        )
-    })
+fn upstream_failed(e: impl std::fmt::Display) -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::BAD_GATEWAY,
+        "server_error",
+        format!("upstream request failed: {e}"),
+    )
+    .code("upstream_error")
 }
 
-/// A request as it goes to the upstream.
+/// A request as it goes to the upstream: the client's method, path and headers (moved, not
+/// copied) and its body (possibly with `model` rewritten).
 pub struct Upstream {
     pub method: Method,
     /// Starts with `/v1/`.
-    pub path_and_query: String,
+    pub path_and_query: PathAndQuery,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -78,77 +59,122 @@ pub struct Upstream {
 /// Sends the request and returns the upstream's response with its body streamed through.
 /// `in_flight` lives until the response body is finished or dropped.
 pub async fn forward(
-    client: &HttpClient,
-    target: &Target,
+    target: &targets::Upstream,
     upstream: Upstream,
     in_flight: InFlight,
 ) -> Result<Response<Body>, OpenAiError> {
     let Upstream {
         method,
         path_and_query,
-        headers,
+        mut headers,
         body,
     } = upstream;
-    let headers = &headers;
-    let path_and_query = path_and_query.as_str();
-    let uri = target_uri(target, path_and_query)?;
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Full::new(body))
-        .map_err(|e| {
-            OpenAiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                format!("cannot build upstream request: {e}"),
-            )
-        })?;
-    copy_headers(headers, req.headers_mut(), true);
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::AUTHORIZATION);
+    headers.remove("x-api-key");
     // The body may have been rewritten; hyper sets the length of the body it sends.
-    req.headers_mut().remove(header::CONTENT_LENGTH);
-    if let Target::Upstream {
-        api_key_env: Some(env),
+    headers.remove(header::CONTENT_LENGTH);
+    let targets::Upstream::Ready {
+        pool,
+        host,
+        prefix,
         auth,
-        ..
     } = target
-        && let Ok(key) = std::env::var(env)
-    {
-        let (name, value) = match auth {
-            UpstreamAuth::Bearer => (header::AUTHORIZATION, format!("Bearer {key}")),
-            UpstreamAuth::XApiKey => (HeaderName::from_static("x-api-key"), key),
+    else {
+        let targets::Upstream::Invalid(why) = target else {
+            unreachable!("an upstream is ready or invalid")
         };
-        if let Ok(mut v) = HeaderValue::from_str(&value) {
-            v.set_sensitive(true);
-            req.headers_mut().insert(name, v);
-        }
-    }
-    let resp = client.request(req).await.map_err(|e| {
-        OpenAiError::new(
+        return Err(OpenAiError::new(
             StatusCode::BAD_GATEWAY,
             "server_error",
-            format!("upstream request failed: {e}"),
-        )
-        .code("upstream_error")
-    })?;
-    let (parts, incoming) = resp.into_parts();
+            why.clone(),
+        ));
+    };
+    headers.insert(header::HOST, host.clone());
+    if let Some((name, value)) = auth {
+        headers.insert(name, value.clone());
+    }
+    let path_and_query = match prefix {
+        None => path_and_query,
+        Some(prefix) => {
+            let pq = path_and_query.as_str();
+            let rest = pq.strip_prefix("/v1").unwrap_or(pq);
+            PathAndQuery::try_from(format!("{prefix}{rest}")).map_err(|e| {
+                OpenAiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "server_error",
+                    format!("bad upstream URL {prefix}{rest}: {e}"),
+                )
+            })?
+        }
+    };
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = method;
+    *req.uri_mut() = Uri::from(path_and_query);
+    *req.headers_mut() = headers;
+    let resp = pool
+        .send(req)
+        .await
+        .map_err(upstream_failed)?
+        .map(|b| Body::new(InFlightBody::new(b, in_flight)));
+    let (mut parts, body) = resp.into_parts();
     let is_sse = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    // The guard rides along with the body: dropped when the body ends or the client leaves.
-    let body = incoming.map_frame(move |frame| {
-        let _keep = &in_flight;
-        frame
-    });
-    let mut out = Response::new(Body::new(body));
-    *out.status_mut() = parts.status;
-    copy_headers(&parts.headers, out.headers_mut(), false);
+    strip_hop_by_hop(&mut parts.headers);
     if is_sse {
-        out.headers_mut()
+        parts
+            .headers
             .insert("x-accel-buffering", HeaderValue::from_static("no"));
-        out.headers_mut()
+        parts
+            .headers
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
-    Ok(out)
+    Ok(Response::from_parts(parts, body))
+}
+
+/// An upstream response body carrying its request's [`InFlight`]: dropped when the body ends
+/// or the client leaves.
+struct InFlightBody<B> {
+    inner: B,
+    in_flight: Option<InFlight>,
+}
+
+impl<B> InFlightBody<B> {
+    fn new(inner: B, in_flight: InFlight) -> Self {
+        InFlightBody {
+            inner,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+impl<B> hyper::body::Body for InFlightBody<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            self.in_flight = None;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -5,14 +5,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::uri::PathAndQuery;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 use super::control::InFlight;
 use super::listen::{self, ReadBodyError};
-use super::{GatewayState, OpenAiError, body, metrics, proxy, stream, wake};
-use crate::model::{Resolution, Role, Route, RoutingTable, SlotName};
+use super::targets::SlotEntry;
+use super::{GatewayState, OpenAiError, body, errors, metrics, proxy, stream, wake};
+use crate::model::{Resolution, Role, RoutingTable, SlotName};
 
 /// Requests waiting for each slot to load.
 #[derive(Debug, Default)]
@@ -75,11 +77,42 @@ impl Drop for QueueTicket {
     }
 }
 
+/// Whether `req` is for [`direct`]: a `POST /v1/…` that no other gateway route takes.
+pub fn is_v1_post<B>(req: &http::Request<B>) -> bool {
+    let path = req.uri().path();
+    req.method() == Method::POST
+        && path.len() > "/v1/".len()
+        && path.starts_with("/v1/")
+        && path != "/v1/models"
+        && !path.starts_with("/v1/models/")
+}
+
+/// `POST /v1/*` without the router: what [`forward`] does, errors in OpenAI's shape included.
+pub async fn direct<B>(state: &GatewayState, req: http::Request<B>) -> Response
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let resp = proxied(state, req).await;
+    errors::openai_shape(&method, &uri, resp).await
+}
+
+/// The routed form of [`direct`] (`POST /v1/{*rest}`).
 pub async fn forward(State(state): State<GatewayState>, req: Request) -> Response {
+    proxied(&state, req).await
+}
+
+async fn proxied<B>(state: &GatewayState, req: http::Request<B>) -> Response
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     let started = Instant::now();
-    let endpoint = metrics::endpoint_label(req.uri().path());
-    let mut slot = String::from("-");
-    let resp = match handle(&state, req, started, &mut slot).await {
+    let endpoint = metrics::Endpoint::of_path(req.uri().path());
+    let mut slot = None;
+    let resp = match handle(state, req, started, &mut slot).await {
         Ok(r) if is_event_stream(&r) => {
             // On shutdown, a stream still open after the drain time ends with an error event.
             let (parts, body) = r.into_parts();
@@ -97,7 +130,10 @@ pub async fn forward(State(state): State<GatewayState>, req: Request) -> Respons
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    state.metrics.request(&slot, endpoint, resp.status());
+    match slot {
+        Some(entry) => entry.metrics.request(endpoint, resp.status()),
+        None => state.metrics.request("-", endpoint.label(), resp.status()),
+    }
     resp
 }
 
@@ -108,105 +144,120 @@ fn is_event_stream(r: &Response) -> bool {
         .is_some_and(|ct| ct.starts_with("text/event-stream"))
 }
 
-async fn handle(
+fn body_error(e: ReadBodyError, max_body_bytes: usize) -> OpenAiError {
+    match e {
+        ReadBodyError::TooLarge => OpenAiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the request body is larger than server.max_body ({max_body_bytes} bytes)"),
+        )
+        .code("body_too_large"),
+        ReadBodyError::TimedOut(m) => {
+            OpenAiError::new(StatusCode::REQUEST_TIMEOUT, "invalid_request_error", m)
+                .code("request_timeout")
+        }
+        ReadBodyError::Failed(m) => OpenAiError::bad_request(m).code("bad_body"),
+    }
+}
+
+async fn handle<B>(
     state: &GatewayState,
-    req: Request,
+    req: http::Request<B>,
     started: Instant,
-    slot_label: &mut String,
-) -> Result<Response, OpenAiError> {
+    slot_out: &mut Option<Arc<SlotEntry>>,
+) -> Result<Response, OpenAiError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     let (parts, body) = req.into_parts();
     let keys = state.keys.borrow().clone();
     let key = keys.check(&parts.headers)?;
-    let path = parts.uri.path().to_string();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or(path.clone(), |p| p.to_string());
     let body = listen::read_body(body, state.max_body_bytes)
         .await
-        .map_err(|e| match e {
-            ReadBodyError::TooLarge => OpenAiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                format!(
-                    "the request body is larger than server.max_body ({} bytes)",
-                    state.max_body_bytes
-                ),
-            )
-            .code("body_too_large"),
-            ReadBodyError::TimedOut(m) => {
-                OpenAiError::new(StatusCode::REQUEST_TIMEOUT, "invalid_request_error", m)
-                    .code("request_timeout")
-            }
-            ReadBodyError::Failed(m) => OpenAiError::bad_request(m).code("bad_body"),
-        })?;
+        .map_err(|e| body_error(e, state.max_body_bytes))?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let parsed = body::parse(content_type, &body)?;
-    let model = parsed.model.clone();
-    let table = state.routes.borrow().clone();
-    let route = resolve(&table, &model, &path)?;
-    *slot_label = route.slot.to_string();
-    if let Some(key) = key
-        && !key.allows(&model, &route)
-    {
-        return Err(key.forbidden(&model));
-    }
-    let streaming = parsed.stream;
-    let body = parsed.body_for(body, route.forwarded_model(&model));
+    let (entry, streaming, rewritten) = {
+        let parsed = body::parse(content_type, &body)?;
+        let model = parsed.model.as_ref();
+        let table = state.routes.borrow().clone();
+        let prepared = state.targets.get(&table);
+        let path = parts.uri.path();
+        let Some(entry) = prepared.find(model, Role::of_path(path)) else {
+            return Err(resolve(prepared.table(), model, path));
+        };
+        *slot_out = Some(entry.clone());
+        if let Some(key) = key
+            && !key.allows(model, &entry.route)
+        {
+            return Err(key.forbidden(model));
+        }
+        let rewritten = parsed.rewritten(&body, entry.route.forwarded_model(model));
+        (entry.clone(), parsed.stream, rewritten)
+    };
     let upstream = proxy::Upstream {
         method: parts.method,
-        path_and_query,
+        path_and_query: parts
+            .uri
+            .into_parts()
+            .path_and_query
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
         headers: parts.headers,
-        body,
+        body: rewritten.unwrap_or(body),
     };
     // Counted in flight BEFORE looking at the status: if the controller drains the slot at
     // this moment, either it sees this request in flight or this request sees the drain.
-    let in_flight = InFlight::begin(state.control.clone(), route.slot.clone());
-    if !wake::accepts(state, &route.slot) {
+    let in_flight = InFlight::begin(state.control.clone(), entry.slot.clone());
+    let slot = &entry.route.slot;
+    if !wake::accepts(state, slot) {
         drop(in_flight);
-        let ticket = QueueTicket::join(state, &route.slot)?;
+        let ticket = QueueTicket::join(state, slot)?;
         if streaming {
             // Answer at once and keep the client's connection alive while the slot loads.
-            return Ok(stream::after_load(state.clone(), route, upstream, ticket));
+            return Ok(stream::after_load(state.clone(), entry, upstream, ticket));
         }
         let waited = Instant::now();
-        let in_flight = wake::admitted(state, &route.slot, ticket).await?;
-        state
-            .metrics
-            .queue_wait(route.slot.as_str(), waited.elapsed());
-        return send(state, &route, upstream, in_flight, started).await;
+        let in_flight = wake::admitted(state, slot, ticket).await?;
+        entry.metrics.queue_wait(waited.elapsed());
+        return send(&entry, upstream, in_flight, started).await;
     }
-    send(state, &route, upstream, in_flight, started).await
+    send(&entry, upstream, in_flight, started).await
 }
 
 /// Proxies and records time to first byte or the upstream error.
 pub async fn send(
-    state: &GatewayState,
-    route: &Route,
+    entry: &SlotEntry,
     upstream: proxy::Upstream,
     in_flight: InFlight,
     started: Instant,
 ) -> Result<Response, OpenAiError> {
-    match proxy::forward(&state.client, &route.target, upstream, in_flight).await {
+    match proxy::forward(&entry.upstream, upstream, in_flight).await {
         Ok(r) => {
-            state.metrics.ttfb(route.slot.as_str(), started.elapsed());
+            entry.metrics.ttfb(started.elapsed());
             Ok(r)
         }
         Err(e) => {
-            state.metrics.upstream_error(route.slot.as_str());
+            entry.metrics.upstream_error();
             Err(e)
         }
     }
 }
 
-fn resolve(table: &RoutingTable, model: &str, path: &str) -> Result<Route, OpenAiError> {
+/// The error for a model that does not resolve to a slot serving the endpoint.
+fn resolve(table: &RoutingTable, model: &str, path: &str) -> OpenAiError {
     let role = Role::of_path(path);
     match table.resolve(model, role) {
-        Resolution::Found(r) => Ok(r.clone()),
+        // The prepared table found none: the two disagree only while a table is replaced.
+        Resolution::Found(r) => OpenAiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            format!("slot {} is being reconfigured; try again", r.slot),
+        )
+        .retry_after(1),
         Resolution::WrongRole(r) => {
             let role_name = role.map_or("this", |r| r.as_str());
             let serving: Vec<String> = role.map_or_else(Vec::new, |role| {
@@ -216,21 +267,21 @@ fn resolve(table: &RoutingTable, model: &str, path: &str) -> Result<Route, OpenA
                     .map(|s| s.to_string())
                     .collect()
             });
-            Err(OpenAiError::bad_request(format!(
+            OpenAiError::bad_request(format!(
                 "model {model:?} is served by slot {} ({}), which does not serve {role_name} requests ({path}); slots that do: {}",
                 r.slot,
                 r.roles.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", "),
                 if serving.is_empty() { "none".to_string() } else { serving.join(", ") }
             ))
             .param("model")
-            .code("wrong_endpoint_for_model"))
+            .code("wrong_endpoint_for_model")
         }
         Resolution::NotFound => {
             let names = table.model_names();
             let hint = crate::core::suggest::closest(model, names.iter().copied())
                 .map_or(String::new(), |c| format!("did you mean {c:?}? "));
             let known: Vec<&str> = names.into_iter().take(8).collect();
-            Err(OpenAiError::new(
+            OpenAiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 format!(
@@ -243,7 +294,7 @@ fn resolve(table: &RoutingTable, model: &str, path: &str) -> Result<Route, OpenA
                 ),
             )
             .param("model")
-            .code("model_not_found"))
+            .code("model_not_found")
         }
     }
 }

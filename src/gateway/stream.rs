@@ -4,6 +4,7 @@
 //! OpenAI's shape. A client that goes away cancels everything, the load wait included.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -15,8 +16,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::routes::QueueTicket;
+use super::targets::SlotEntry;
 use super::{GatewayState, OpenAiError, proxy, routes, wake};
-use crate::model::Route;
 
 /// Time between keep-alive comments while a slot loads.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
@@ -30,14 +31,14 @@ pub fn error_event(e: &OpenAiError) -> Bytes {
 
 pub fn after_load(
     state: GatewayState,
-    route: Route,
+    entry: Arc<SlotEntry>,
     upstream: proxy::Upstream,
     ticket: QueueTicket,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(32);
     tokio::spawn(async move {
         let started = Instant::now();
-        let slot = route.slot.clone();
+        let slot = entry.route.slot.clone();
         let wait = wake::admitted(&state, &slot, ticket);
         tokio::pin!(wait);
         let mut tick = tokio::time::interval(KEEPALIVE_EVERY);
@@ -53,7 +54,7 @@ pub fn after_load(
                 }
             }
         };
-        state.metrics.queue_wait(slot.as_str(), started.elapsed());
+        entry.metrics.queue_wait(started.elapsed());
         let in_flight = match loaded {
             Ok(in_flight) => in_flight,
             Err(e) => {
@@ -61,7 +62,7 @@ pub fn after_load(
                 return;
             }
         };
-        let resp = match routes::send(&state, &route, upstream, in_flight, started).await {
+        let resp = match routes::send(&entry, upstream, in_flight, started).await {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.send(Ok(error_event(&e))).await;

@@ -308,7 +308,8 @@ pub async fn run_gateway(
         Arc::new(Timestamp::now),
     ));
     let state = GatewayState::new(routes_rx, statuses_rx, control, load_timeout);
-    let result = gateway::serve(listener, gateway::router(state), shutdown).await;
+    let app = gateway::listen::App::new(gateway::router(state.clone()), state);
+    let result = gateway::serve(listener, app, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = source.await;
     drop(stop_rx);

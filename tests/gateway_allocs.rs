@@ -1,0 +1,428 @@
+//! Heap allocations per proxied request (issue 14): the gateway in this process, a counting
+//! global allocator on its runtime's threads, a real upstream process (`hal0-bench-upstream`),
+//! and a client on a thread of its own (not counted) sending keep-alive POSTs over a raw
+//! socket. Counted: everything hal0's runtime threads allocate while serving the requests —
+//! hyper's server and client, axum's routing, the gateway. Printed per request (run with
+//! `--nocapture` to see the figures), and bounded so a regression fails.
+//!
+//! The allocator is the one `unsafe` in hal0's tree: a test binary of its own, so the library
+//! keeps `#![forbid(unsafe_code)]`.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hal0::gateway::{self, GatewayState, SlotControl};
+use hal0::model::{
+    Phase, ProviderKind, Role, Route, RoutingTable, SlotName, SlotStatus, Target, UpstreamAuth,
+};
+use tokio::sync::watch;
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Set on the gateway runtime's threads.
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While set, every counted allocation's call stack is kept (`HAL0_ALLOC_TRACE=1`).
+static TRACING: AtomicBool = AtomicBool::new(false);
+static TRACES: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+
+fn count(size: usize) {
+    if COUNTED.try_with(Cell::get).unwrap_or(false) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(size as u64, Ordering::Relaxed);
+        if TRACING.load(Ordering::Relaxed) {
+            // Not counted (nor traced) while the trace itself allocates.
+            COUNTED.with(|c| c.set(false));
+            let trace = std::backtrace::Backtrace::force_capture().to_string();
+            TRACES
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((size, trace));
+            COUNTED.with(|c| c.set(true));
+        }
+    }
+}
+
+/// The call stacks of one request's allocations, hal0's and its libraries' frames only.
+fn trace_one(client: &mut Client, req: &[u8]) {
+    TRACES.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    TRACING.store(true, Ordering::Relaxed);
+    let (status, _) = client.post(req);
+    // The last allocations of the request may happen just after the client has the answer.
+    std::thread::sleep(Duration::from_millis(50));
+    TRACING.store(false, Ordering::Relaxed);
+    assert_eq!(status, 200);
+    let traces = std::mem::take(&mut *TRACES.lock().unwrap_or_else(|p| p.into_inner()));
+    println!("--- {} allocations", traces.len());
+    for (size, t) in traces {
+        let frames: Vec<&str> = t
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                !l.starts_with("at ")
+                    && !l.contains("gateway_allocs::")
+                    && !l.contains("alloc::")
+                    && !l.contains("core::")
+                    && !l.contains("std::")
+                    && !l.contains("__rust")
+            })
+            .take(6)
+            .collect();
+        println!("{size:>6} B  {}", frames.join("  <  "));
+    }
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; counting touches only
+// atomics and a const-initialised thread-local without a destructor (it never allocates).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Requests are always admitted; the controller's side is not part of the gateway.
+struct Admit;
+
+impl SlotControl for Admit {
+    fn wake(&self, _: &SlotName) {}
+    fn request_started(&self, _: &SlotName) {}
+    fn request_finished(&self, _: &SlotName) {}
+}
+
+/// `hal0-bench-upstream serve` on a free port, killed on drop.
+struct UpstreamProcess {
+    child: Child,
+    port: u16,
+}
+
+impl UpstreamProcess {
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hal0-bench-upstream"))
+            .args(["serve", "--port", "0", "--threads", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hal0-bench-upstream");
+        let stderr = child.stderr.take().expect("its stderr");
+        let mut line = String::new();
+        BufReader::new(stderr)
+            .read_line(&mut line)
+            .expect("read the upstream's first line");
+        let port = line
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the upstream did not say its port: {line:?}"));
+        UpstreamProcess { child, port }
+    }
+}
+
+impl Drop for UpstreamProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn name(s: &str) -> SlotName {
+    SlotName::parse(s).expect("slot name")
+}
+
+fn route(slot: &str, provider: ProviderKind, target: Target, models: &[&str]) -> Route {
+    Route {
+        slot: name(slot),
+        provider,
+        roles: vec![Role::Chat],
+        phase: Phase::Ready,
+        target,
+        model_id: None,
+        aliases: vec![],
+        upstream_models: models.iter().map(|m| m.to_string()).collect(),
+    }
+}
+
+fn ready(slot: &str, provider: ProviderKind) -> SlotStatus {
+    SlotStatus {
+        name: name(slot),
+        phase: Phase::Ready,
+        provider,
+        role: Role::Chat,
+        model: None,
+        port: None,
+        pid: None,
+        memory_estimate: None,
+        memory_rss: None,
+        memory_peak: None,
+        in_flight: 0,
+        waiting: 0,
+        waiting_since_unix_ms: None,
+        draining_for: None,
+        swaps: 0,
+        last_residency_ms: None,
+        last_request_unix_ms: None,
+        restarts: 0,
+        evictions: 0,
+        load_failures: 0,
+        refused: false,
+        last_error: None,
+        retry_in_ms: None,
+        pull: None,
+        last_load_ms: None,
+        restarting: false,
+    }
+}
+
+/// A keep-alive HTTP/1.1 client on a blocking socket.
+struct Client {
+    reader: BufReader<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn connect(port: u16) -> Self {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway");
+        tcp.set_nodelay(true).expect("nodelay");
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Client {
+            reader: BufReader::new(tcp),
+            buf: Vec::with_capacity(64 << 10),
+        }
+    }
+
+    /// POSTs `body` and reads the whole answer; returns the status and the body's length.
+    fn post(&mut self, request: &[u8]) -> (u16, usize) {
+        self.reader
+            .get_mut()
+            .write_all(request)
+            .expect("send the request");
+        let mut status = 0;
+        let mut length = None;
+        let mut chunked = false;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("read a head line");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(rest) = l.strip_prefix("HTTP/1.1 ") {
+                status = rest[..3].parse().expect("status");
+            } else if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().ok();
+                } else if k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked") {
+                    chunked = true;
+                }
+            }
+        }
+        self.buf.clear();
+        if let Some(n) = length {
+            self.buf.resize(n, 0);
+            self.reader
+                .read_exact(&mut self.buf)
+                .expect("read the body");
+            return (status, n);
+        }
+        assert!(chunked, "a response with neither length nor chunks");
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("chunk size");
+            let size = usize::from_str_radix(line.trim_end(), 16).expect("hex chunk size");
+            let at = self.buf.len();
+            self.buf.resize(at + size + 2, 0);
+            self.reader
+                .read_exact(&mut self.buf[at..])
+                .expect("read a chunk");
+            self.buf.truncate(at + size);
+            if size == 0 {
+                return (status, self.buf.len());
+            }
+        }
+    }
+}
+
+fn request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: hal0\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Allocations and bytes per request over `n` requests, after a warm-up.
+fn measure(client: &mut Client, req: &[u8], n: u64) -> (f64, f64) {
+    for _ in 0..200 {
+        let (status, _) = client.post(req);
+        assert_eq!(status, 200, "warm-up request failed");
+    }
+    let (a0, b0) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
+    for _ in 0..n {
+        let (status, len) = client.post(req);
+        assert_eq!(status, 200);
+        assert!(len > 0, "an empty answer");
+    }
+    let (a1, b1) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
+    ((a1 - a0) as f64 / n as f64, (b1 - b0) as f64 / n as f64)
+}
+
+#[test]
+fn proxied_requests_allocate_a_bounded_amount() {
+    let upstream = UpstreamProcess::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(|| COUNTED.with(|c| c.set(true)))
+        .build()
+        .expect("runtime");
+    let port = upstream.port;
+    let routes = RoutingTable {
+        routes: BTreeMap::from([
+            (
+                name("local"),
+                route("local", ProviderKind::LlamaCpp, Target::Local { port }, &[]),
+            ),
+            (
+                name("remote"),
+                route(
+                    "remote",
+                    ProviderKind::OpenAiCompatible,
+                    Target::Upstream {
+                        base_url: format!("http://127.0.0.1:{port}/v1"),
+                        api_key_env: None,
+                        auth: UpstreamAuth::Bearer,
+                    },
+                    &["remote-model"],
+                ),
+            ),
+        ]),
+        by_model: HashMap::from([
+            ("local".to_string(), vec![name("local")]),
+            ("remote".to_string(), vec![name("remote")]),
+            ("remote-model".to_string(), vec![name("remote")]),
+        ]),
+    };
+    let statuses = BTreeMap::from([
+        (name("local"), ready("local", ProviderKind::LlamaCpp)),
+        (
+            name("remote"),
+            ready("remote", ProviderKind::OpenAiCompatible),
+        ),
+    ]);
+    let (_routes_tx, routes_rx) = watch::channel(Arc::new(routes));
+    let (_statuses_tx, statuses_rx) = watch::channel(Arc::new(statuses));
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let gateway_port = rt.block_on(async {
+        let state = GatewayState::new(
+            routes_rx,
+            statuses_rx,
+            Arc::new(Admit),
+            Duration::from_secs(10),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let shutdown = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        let app = gateway::listen::App::new(gateway::router(state.clone()), state);
+        tokio::spawn(gateway::serve(listener, app, shutdown));
+        port
+    });
+
+    let n = 2000;
+    let mut client = Client::connect(gateway_port);
+    let local = measure(
+        &mut client,
+        &request(r#"{"model":"local","messages":[{"role":"user","content":"Say ok."}]}"#),
+        n,
+    );
+    // The upstream slot's requests go on with their model unchanged (one of its own names).
+    let remote = measure(
+        &mut client,
+        &request(r#"{"model":"remote-model","messages":[{"role":"user","content":"Say ok."}]}"#),
+        n,
+    );
+    // Rewritten to the upstream's first model name on the way.
+    let rewritten = measure(
+        &mut client,
+        &request(r#"{"model":"remote","messages":[{"role":"user","content":"Say ok."}]}"#),
+        n,
+    );
+    let stream_req = request(
+        r#"{"model":"local","stream":true,"bench_chunks":20,"bench_interval_ms":0,"messages":[]}"#,
+    );
+    let streamed = measure(&mut client, &stream_req, 200);
+    if std::env::var_os("HAL0_ALLOC_TRACE").is_some() {
+        trace_one(
+            &mut client,
+            &request(r#"{"model":"local","messages":[{"role":"user","content":"Say ok."}]}"#),
+        );
+        trace_one(
+            &mut client,
+            &request(
+                r#"{"model":"remote-model","messages":[{"role":"user","content":"Say ok."}]}"#,
+            ),
+        );
+    }
+    println!(
+        "allocations per request (bytes): local slot {:.1} ({:.0}), openai-compatible upstream \
+         {:.1} ({:.0}), upstream with model rewritten {:.1} ({:.0}), local stream of 20 chunks \
+         {:.1} ({:.0})",
+        local.0, local.1, remote.0, remote.1, rewritten.0, rewritten.1, streamed.0, streamed.1
+    );
+    let _ = stop_tx.send(true);
+    drop(rt);
+    for (what, got, bound) in [
+        ("local slot", local.0, 30.0),
+        ("openai-compatible upstream", remote.0, 60.0),
+    ] {
+        assert!(
+            got <= bound,
+            "{what}: {got:.1} allocations per request, more than the {bound} measured when \
+             the hot path was made allocation-free (issue 14); a regression"
+        );
+    }
+}
