@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState, SlotAdmin};
@@ -13,14 +14,14 @@ use crate::controller::{ControlHandle, Controller};
 use crate::core::RestartPolicy;
 use crate::dashboard;
 use crate::gateway::{self, GatewayState, KeySet, SlotControl};
-use crate::model::{DesiredState, ServerSettings, SlotName};
+use crate::model::{DesiredState, LoadError, ServerSettings, SlotName, Target};
 use crate::providers::expand_home;
-use crate::runtime::process::{RuntimeConfig, reap_orphans};
+use crate::runtime::process::{ProcessRuntime, RuntimeConfig, reap_orphans};
 use crate::source::FileSource;
 
 impl SlotControl for ControlHandle {
-    fn wake(&self, slot: &SlotName) {
-        ControlHandle::wake(self, slot);
+    fn ensure_ready(&self, slot: &SlotName) -> BoxFuture<'static, Result<Target, LoadError>> {
+        Box::pin(ControlHandle::ensure_ready(self, slot))
     }
 
     fn request_started(&self, slot: &SlotName) {
@@ -155,7 +156,13 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
     };
     let desired_for_api = desired_rx.clone();
     let keys = follow_keys(desired_rx.clone());
-    let (controller, published) = Controller::new(desired_rx, runtime, RestartPolicy::default());
+    let (events_tx, events_rx) = crate::runtime::events();
+    let (controller, published) = Controller::new(
+        desired_rx,
+        ProcessRuntime::new(runtime, events_tx),
+        events_rx,
+        RestartPolicy::default(),
+    );
 
     let listener = tokio::net::TcpListener::bind(&server.listen)
         .await

@@ -13,10 +13,10 @@
 //! - `providers`  per provider: argv, env, health path, model refs · model
 //! - `http_client` the one HTTP client construction (gateway pools, probes, pulls, CLI): pooling, TLS roots, connect timeouts · nothing
 //! - `pull`       hf: model downloads: resume, checksum, atomic rename, progress · providers, http_client
-//! - `runtime`    process supervisors: spawn, health, kill tree, logs, orphan reaping · model, providers, pull, core, http_client
+//! - `runtime`    the Runtime trait + LaunchSpec; process/: command building, pull-before-start, supervisors, health, kill tree, logs, orphan reaping · model, providers, pull, core, http_client
 //! - `source`     file.rs: watch hal0.toml (notify + poll), debounce, torn-read guard · model, config
-//! - `controller` the loop: trigger → snapshot → plan → apply (until settled) → publish · model, core, runtime, providers, pull
-//! - `gateway`    the /v1 front door: routing, turn queue, proxy, wake, limits, errors · model, core, http_client
+//! - `controller` the loop: trigger → snapshot → plan → apply → publish → answer ensure_ready, again while it acts · model, core, runtime
+//! - `gateway`    the /v1 front door: routing, turn queue, proxy, ensure_ready, limits, errors · model, core, http_client
 //! - `api`        the management API under /api: slots, writes through the file, events, OpenAPI · model, config, source, providers, pull
 //! - `dashboard`  the web UI at /, assets embedded in the binary (talks to api over HTTP) · nothing
 //! - `cli`        `hal0 slot …` and `hal0 model …`: daemon client (HTTP), direct file edits, pulls · model, config, providers, pull, http_client

@@ -1,14 +1,23 @@
 //! The controller loop: on any trigger (desired state changed, a runtime event, a request
-//! waking a slot, activity, a timer) it takes a snapshot, asks the core for a plan, hands the
-//! actions to the process runtime, and publishes statuses and the routing table.
+//! waking a slot or waiting for it, activity, a timer) it takes a snapshot, asks the core for a
+//! plan, hands the actions to the runtime, publishes statuses and the routing table, and
+//! answers the requests waiting for a slot. A round that acted is followed by another at once,
+//! until the plan is empty.
 //!
 //! - `activity`  requests in flight and last request time per slot, fed by the gateway
+//! - `handle`    ControlHandle: wake, ensure_ready, load, unload, activity, logs
+//! - `waiters`   requests waiting for a slot to serve, answered after each round
 
 mod activity;
+#[cfg(test)]
+mod fake_runtime;
+mod handle;
+#[cfg(test)]
+mod tests;
+mod waiters;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,61 +25,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 pub use activity::{Activity, ActivityTracker};
+pub use handle::{ControlHandle, ReadyReply, Request};
 
 use crate::core::{self, Action, Event, ObservedSlot, RestartPolicy, StatusMap, Time};
 use crate::model::{DesiredState, LaunchSpec, Phase, Role, RoutingTable, SlotName, SlotSpec};
-use crate::providers::{self, ModelRef, expand_home};
-use crate::runtime::RuntimeEvent;
-use crate::runtime::process::{
-    AnswerCheck, LogBuffer, ProcessRuntime, PullJob, Readiness, RuntimeConfig,
-};
+use crate::runtime::{self, LogBuffer, ModelStore, Runtime, RuntimeEvent};
+use waiters::Waiters;
 
-/// What the rest of hal0 uses to talk to the controller. Cheap to clone.
-#[derive(Clone)]
-pub struct ControlHandle {
-    requests: mpsc::UnboundedSender<(SlotName, Event)>,
-    activity: Arc<ActivityTracker>,
-    logs: watch::Receiver<Arc<BTreeMap<SlotName, LogBuffer>>>,
-}
-
-impl ControlHandle {
-    /// A request wants the slot loaded (does not lift a crash-loop).
-    pub fn wake(&self, slot: &SlotName) {
-        let _ = self.requests.send((slot.clone(), Event::Wake));
-    }
-
-    /// An explicit load: also lifts a crash-loop.
-    pub fn load(&self, slot: &SlotName) {
-        let _ = self.requests.send((slot.clone(), Event::Load));
-    }
-
-    pub fn unload(&self, slot: &SlotName) {
-        let _ = self.requests.send((slot.clone(), Event::Unload));
-    }
-
-    pub fn request_started(&self, slot: &SlotName) {
-        self.activity.started(slot);
-    }
-
-    pub fn request_finished(&self, slot: &SlotName) {
-        self.activity.finished(slot);
-    }
-
-    /// A request started waiting for the slot to serve.
-    pub fn request_waiting(&self, slot: &SlotName, since: Instant) {
-        self.activity.waiting(slot, since);
-    }
-
-    /// That request stopped waiting.
-    pub fn request_done_waiting(&self, slot: &SlotName, since: Instant) {
-        self.activity.done_waiting(slot, since);
-    }
-
-    /// The slot's captured provider output.
-    pub fn logs(&self, slot: &SlotName) -> Option<LogBuffer> {
-        self.logs.borrow().get(slot).cloned()
-    }
-}
+/// Rounds in a row, without a new trigger, after which a plan that still acts is taken for a
+/// bug in the planner: logged, and the controller waits for the next trigger.
+const MAX_ROUNDS_IN_A_ROW: u32 = 32;
 
 /// The controller's outputs.
 pub struct Published {
@@ -83,14 +47,20 @@ pub struct Published {
     pub applied: watch::Receiver<Arc<DesiredState>>,
 }
 
-pub struct Controller {
+pub struct Controller<R: Runtime> {
     desired_rx: watch::Receiver<Arc<DesiredState>>,
     desired: Arc<DesiredState>,
     observed: BTreeMap<SlotName, ObservedSlot>,
     ports: BTreeMap<SlotName, u16>,
-    runtime: ProcessRuntime,
+    runtime: R,
     events: mpsc::UnboundedReceiver<RuntimeEvent>,
-    requests: mpsc::UnboundedReceiver<(SlotName, Event)>,
+    requests: mpsc::UnboundedReceiver<Request>,
+    /// Requests waiting for a slot to serve, answered after each round.
+    waiters: Waiters,
+    /// The last round acted: what is observed changed, so plan again before waiting.
+    replan: bool,
+    /// Rounds in a row that acted (see `MAX_ROUNDS_IN_A_ROW`).
+    rounds_in_a_row: u32,
     activity: Arc<ActivityTracker>,
     policy: RestartPolicy,
     /// `Time` zero.
@@ -107,15 +77,15 @@ pub struct Controller {
     applied_tx: watch::Sender<Arc<DesiredState>>,
 }
 
-impl Controller {
-    /// Builds the controller around a desired-state channel. The runtime settings come from the
-    /// caller (the server section's timeouts, the shim binary, the state dir).
+impl<R: Runtime> Controller<R> {
+    /// Builds the controller around a desired-state channel and a runtime that reports on
+    /// `events` (the other end of the runtime's [`runtime::EventSender`]).
     pub fn new(
         desired_rx: watch::Receiver<Arc<DesiredState>>,
-        runtime: RuntimeConfig,
+        runtime: R,
+        events: mpsc::UnboundedReceiver<RuntimeEvent>,
         policy: RestartPolicy,
     ) -> (Self, Published) {
-        let (events_tx, events) = mpsc::unbounded_channel();
         let (requests_tx, requests) = mpsc::unbounded_channel();
         let (routes_tx, routes) = watch::channel(Arc::new(RoutingTable::default()));
         let (statuses_tx, statuses) = watch::channel(Arc::new(StatusMap::new()));
@@ -131,9 +101,12 @@ impl Controller {
             desired: Arc::new(DesiredState::default()),
             observed: BTreeMap::new(),
             ports: BTreeMap::new(),
-            runtime: ProcessRuntime::new(runtime, events_tx),
+            runtime,
             events,
             requests,
+            waiters: Waiters::default(),
+            replan: false,
+            rounds_in_a_row: 0,
             activity: activity.clone(),
             policy,
             epoch: Instant::now(),
@@ -172,7 +145,14 @@ impl Controller {
         self.desired_rx.mark_changed();
         let mut source_open = true;
         loop {
-            let sleep_for = self.wake_at.map(|t| t.saturating_sub(self.now()));
+            // A round that acted changed what is observed (a stop frees memory, an idle mark
+            // may lead to an unload, a drain waits for the gateway to see it): plan again at
+            // once, after taking in whatever arrived meanwhile, until the plan is empty.
+            let sleep_for = if self.replan {
+                Some(Duration::ZERO)
+            } else {
+                self.wake_at.map(|t| t.saturating_sub(self.now()))
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 changed = self.desired_rx.changed(), if source_open => {
@@ -186,17 +166,21 @@ impl Controller {
                     }
                 }
                 Some(ev) = self.events.recv() => self.on_runtime_event(ev),
-                Some((slot, ev)) = self.requests.recv() => self.on_request(slot, ev),
+                Some(req) = self.requests.recv() => self.on_request(req),
                 _ = self.activity.changed() => {}
                 _ = sleep_or_forever(sleep_for) => {}
             }
             while let Ok(ev) = self.events.try_recv() {
                 self.on_runtime_event(ev);
             }
-            while let Ok((slot, ev)) = self.requests.try_recv() {
-                self.on_request(slot, ev);
+            while let Ok(req) = self.requests.try_recv() {
+                self.on_request(req);
             }
-            self.reconcile();
+            self.round();
+            if self.replan {
+                continue;
+            }
+            // Settled: the statuses and routes for the desired state taken in are published.
             let taken = &self.taken;
             self.applied_tx.send_if_modified(|cur| {
                 if Arc::ptr_eq(cur, taken) {
@@ -207,6 +191,7 @@ impl Controller {
             });
         }
         tracing::info!("stopping every slot");
+        self.waiters.shut_down();
         self.runtime.shutdown().await;
         for obs in self.observed.values_mut() {
             if obs.phase.is_running() {
@@ -225,17 +210,19 @@ impl Controller {
                 return;
             }
         };
-        let models_dir = expand_home(&next.server.models_dir);
+        let store = ModelStore::of(&next.server);
         for (name, spec) in &next.slots {
             if !spec.provider.runs_process() {
                 continue;
             }
+            let peak = self.observed.get(name).and_then(|o| o.memory_peak);
+            let estimate = match (spec.memory, peak) {
+                (None, Some(peak)) => peak,
+                _ => self.estimate_memory(spec, &store),
+            };
             let obs = self.observed.entry(name.clone()).or_default();
             core::on_spec_change(obs, self.desired.slots.get(name), spec);
-            obs.memory_estimate = match (spec.memory, obs.memory_peak) {
-                (None, Some(peak)) => peak,
-                _ => estimate_memory(spec, &models_dir),
-            };
+            obs.memory_estimate = estimate;
         }
         self.ports = ports;
         self.desired = next;
@@ -259,7 +246,19 @@ impl Controller {
         }
     }
 
-    fn on_request(&mut self, slot: SlotName, ev: Event) {
+    fn on_request(&mut self, req: Request) {
+        match req {
+            Request::Event(slot, ev) => self.on_slot_request(slot, ev),
+            Request::EnsureReady(slot, reply) => {
+                let statuses = self.statuses_tx.borrow().clone();
+                let routes = self.routes_tx.borrow().clone();
+                self.waiters.add(slot.clone(), reply, &statuses, &routes);
+                self.on_slot_request(slot, Event::Wake);
+            }
+        }
+    }
+
+    fn on_slot_request(&mut self, slot: SlotName, ev: Event) {
         let now = self.now();
         let runs = self
             .desired
@@ -272,46 +271,54 @@ impl Controller {
     }
 
     fn sync_activity(&mut self) {
-        for (slot, a) in self.activity.snapshot() {
-            if let Some(obs) = self.observed.get_mut(&slot) {
+        let activity = self.activity.snapshot();
+        let waiters = self.waiters.demand();
+        for (slot, obs) in &mut self.observed {
+            let a = activity.get(slot);
+            let w = waiters.get(slot);
+            if let Some(a) = a {
                 obs.in_flight = a.in_flight;
-                obs.waiting = u32::try_from(a.waiting.len()).unwrap_or(u32::MAX);
-                obs.waiting_since = a
-                    .waiting
-                    .iter()
-                    .min()
-                    .map(|t| t.saturating_duration_since(self.epoch));
                 let last = a.last.saturating_duration_since(self.epoch);
                 obs.last_activity = Some(obs.last_activity.map_or(last, |l| l.max(last)));
                 obs.last_request = Some(obs.last_request.map_or(last, |l| l.max(last)));
             }
+            let queued = a.map_or(0, |a| u32::try_from(a.waiting.len()).unwrap_or(u32::MAX));
+            obs.waiting = queued.max(w.map_or(0, |w| w.0));
+            obs.waiting_since = a
+                .and_then(|a| a.waiting.iter().min().copied())
+                .into_iter()
+                .chain(w.map(|w| w.1))
+                .min()
+                .map(|t| t.saturating_duration_since(self.epoch));
         }
     }
 
-    fn reconcile(&mut self) {
-        // Acting changes what is observed (a stop frees memory for a start in the same round,
-        // idle may lead to an unload); a few rounds settle it.
-        for _ in 0..4 {
-            self.sync_activity();
-            let now = self.now();
-            let plan = core::plan(&self.desired, &self.observed, &self.ports, now);
-            self.wake_at = plan.wake_at;
-            if plan.actions.is_empty() {
-                break;
-            }
-            let drains = plan
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::Drain { .. }));
-            for action in plan.actions {
-                self.act(action, now);
-            }
-            if drains {
-                // A drained slot may only be swapped out once the gateway has seen the drain:
-                // a request that started before it is then counted in flight by the next
-                // round's activity snapshot, and one that starts after it waits.
-                self.publish();
-            }
+    /// One round: snapshot activity, plan, act, publish, answer the waiters.
+    fn round(&mut self) {
+        // A slot requests wait for is wanted, also after a swap or an unload unwanted it.
+        for slot in self.waiters.wanted() {
+            self.on_slot_request(slot, Event::Wake);
+        }
+        self.sync_activity();
+        let now = self.now();
+        let plan = core::plan(&self.desired, &self.observed, &self.ports, now);
+        self.wake_at = plan.wake_at;
+        self.replan = !plan.actions.is_empty();
+        self.rounds_in_a_row = if self.replan {
+            self.rounds_in_a_row + 1
+        } else {
+            0
+        };
+        if self.rounds_in_a_row > MAX_ROUNDS_IN_A_ROW {
+            tracing::error!(
+                actions = ?plan.actions,
+                "the plan still acts after {MAX_ROUNDS_IN_A_ROW} rounds in a row (a planner bug); waiting for the next trigger"
+            );
+            self.replan = false;
+            self.rounds_in_a_row = 0;
+        }
+        for action in plan.actions {
+            self.act(action, now);
         }
         for (name, obs) in &self.observed {
             let old = self.logged_phases.get(name).copied().unwrap_or_default();
@@ -338,7 +345,13 @@ impl Controller {
             .iter()
             .map(|(k, v)| (k.clone(), v.phase))
             .collect();
+        // Published before the next round: a drained slot is swapped out only once the
+        // gateway has seen the drain (a request that started before it is then counted in
+        // flight by the next round's activity snapshot, and one that starts after it waits).
         self.publish();
+        let statuses = self.statuses_tx.borrow().clone();
+        let routes = self.routes_tx.borrow().clone();
+        self.waiters.resolve(&statuses, &routes);
     }
 
     fn act(&mut self, action: Action, now: Time) {
@@ -355,7 +368,7 @@ impl Controller {
         let generation = obs.generation;
         match action {
             Action::Start { launch, .. } | Action::Restart { launch, .. } => {
-                self.start(&slot, generation, &launch)
+                self.start(&slot, generation, launch)
             }
             Action::Stop { reason, .. } => {
                 tracing::info!(slot = %slot, ?reason, "unloading");
@@ -383,53 +396,34 @@ impl Controller {
         }
     }
 
-    fn start(&mut self, slot: &SlotName, generation: u64, launch: &LaunchSpec) {
-        let server = &self.desired.server;
-        let models_dir = expand_home(&server.models_dir);
-        let health = providers::health_path(launch.provider);
-        // A missing hf: model is downloaded first when pull_on_load is on; the command is then
-        // built for the file that will be there.
-        let missing_hf = launch.model.as_deref().filter(|m| {
-            matches!(ModelRef::parse(m), Ok(r @ ModelRef::Hf { .. }) if r.local_path(&models_dir).is_some_and(|p| !p.is_file()))
-        });
-        let (command, pull) = match missing_hf {
-            Some(model) if server.pull_on_load => {
-                let command = providers::build_command_with(launch, "127.0.0.1", |r, _| {
-                    Ok(r.local_path(&models_dir))
-                });
-                let endpoint = server
-                    .hf_endpoint
-                    .clone()
-                    .unwrap_or_else(crate::pull::default_endpoint);
-                let job = PullJob {
-                    model: model.to_string(),
-                    models_dir: models_dir.clone(),
-                    endpoint,
-                };
-                (command, Some(job))
-            }
-            _ => (providers::build_command(launch, &models_dir), None),
-        };
+    fn start(&mut self, slot: &SlotName, generation: u64, launch: LaunchSpec) {
         // The answer check (`probe`) is for chat slots; validation refuses it elsewhere.
-        let answer = self
+        let probe = self
             .desired
             .slots
             .get(slot)
             .filter(|s| s.effective_role(slot.builtin_role()) == Role::Chat)
-            .and_then(|s| {
-                s.probe.clone().map(|probe| AnswerCheck {
-                    probe,
-                    model: s.model_id(),
-                })
-            });
-        let ready = Readiness {
-            health_path: health.to_string(),
-            answer,
-            sleeps: launch.provider == crate::model::ProviderKind::LlamaCpp
-                && launch.sleep_after_secs.is_some(),
-        };
-        self.runtime
-            .start(slot, generation, command, ready, launch.port, pull);
+            .and_then(|s| s.probe.clone().map(|probe| (probe, s.model_id())));
+        let memory = self.observed.get(slot).map_or(0, |o| o.memory_estimate);
+        self.runtime.start(runtime::LaunchSpec {
+            generation,
+            process: launch,
+            models: ModelStore::of(&self.desired.server),
+            probe,
+            memory,
+        });
+    }
+
+    /// A slot's memory estimate: declared, else the model file's size × 1.2 (weights plus
+    /// context and compute buffers), else 0 (unknown: admission cannot account for it).
+    fn estimate_memory(&self, spec: &SlotSpec, store: &ModelStore) -> u64 {
+        if let Some(m) = spec.memory {
+            return m.0;
+        }
+        spec.model
+            .as_deref()
+            .and_then(|m| self.runtime.model_size(m, store))
+            .map_or(0, |n| n.saturating_mul(6) / 5)
     }
 
     fn publish(&mut self) {
@@ -472,19 +466,4 @@ async fn sleep_or_forever(d: Option<Duration>) {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// A slot's memory estimate: declared, else the model file's size × 1.2 (weights plus context
-/// and compute buffers), else 0 (unknown: admission cannot account for it).
-pub fn estimate_memory(spec: &SlotSpec, models_dir: &std::path::Path) -> u64 {
-    if let Some(m) = spec.memory {
-        return m.0;
-    }
-    let path: Option<PathBuf> = spec
-        .model
-        .as_deref()
-        .and_then(|m| ModelRef::parse(m).ok())
-        .and_then(|r| r.local_path(models_dir));
-    path.and_then(|p| std::fs::metadata(p).ok())
-        .map_or(0, |m| m.len().saturating_mul(6) / 5)
 }

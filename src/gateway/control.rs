@@ -1,11 +1,20 @@
 //! What the gateway needs from whoever runs the slots.
 
-use crate::model::SlotName;
+use std::sync::Arc;
 
-/// Implemented by the controller's handle; a fake in tests.
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+
+use crate::model::{LoadError, RoutingTable, SlotName, SlotStatus, Target};
+
+/// Implemented by the controller's handle (one box) and `KubeSlotControl` (in a cluster); a
+/// fake in tests.
 pub trait SlotControl: Send + Sync + 'static {
-    /// A request wants this slot loaded.
-    fn wake(&self, slot: &SlotName);
+    /// Wakes the slot if needed and answers once it accepts requests, with where to send them,
+    /// or with why it will not (removed, refused, failed or timed-out load, crash-loop,
+    /// shutdown). One load answers every request waiting for it. Dropping the future withdraws
+    /// the wait (an abandoned load may then be cancelled).
+    fn ensure_ready(&self, slot: &SlotName) -> BoxFuture<'static, Result<Target, LoadError>>;
     /// A request to this slot started; it is not unloaded, evicted or restarted until finished.
     fn request_started(&self, slot: &SlotName);
     /// That request ended (completed, failed or cancelled).
@@ -20,6 +29,43 @@ pub trait SlotControl: Send + Sync + 'static {
     fn request_done_waiting(&self, slot: &SlotName, since: tokio::time::Instant) {
         let _ = since;
         self.request_finished(slot);
+    }
+}
+
+/// `ensure_ready` for a control that sees only the published routes and statuses (Kubernetes):
+/// calls `wake` and again at every status change until the slot accepts requests, is removed,
+/// or is parked in crash-loop. A failed load there shows as a crash-loop (Degraded); a load
+/// that never comes is bounded by the gateway's own wait limit.
+pub async fn ready_from_views(
+    mut routes: watch::Receiver<Arc<RoutingTable>>,
+    mut statuses: watch::Receiver<Arc<std::collections::BTreeMap<SlotName, SlotStatus>>>,
+    slot: SlotName,
+    wake: impl Fn(&SlotName),
+) -> Result<Target, LoadError> {
+    let mut failures_before = None;
+    loop {
+        {
+            let all = statuses.borrow_and_update();
+            let Some(s) = all.get(&slot) else {
+                return Err(LoadError::Removed { slot });
+            };
+            let before = *failures_before.get_or_insert(s.load_failures);
+            if s.accepts_requests() {
+                return routes
+                    .borrow_and_update()
+                    .routes
+                    .get(&slot)
+                    .map(|r| r.target.clone())
+                    .ok_or(LoadError::Removed { slot: slot.clone() });
+            }
+            if let Some(e) = LoadError::verdict(&slot, s, before) {
+                return Err(e);
+            }
+        }
+        wake(&slot);
+        if statuses.changed().await.is_err() {
+            return Err(LoadError::ShuttingDown);
+        }
     }
 }
 

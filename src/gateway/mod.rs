@@ -5,14 +5,16 @@
 //!
 //! - `auth`     /v1 API keys (env vars, a keys file, per-key allowed models)
 //! - `body`     the request body: `model`, `stream`, rewriting `model` for the provider
-//! - `control`  the SlotControl trait the controller implements for the gateway
+//! - `control`  the SlotControl trait (ensure_ready, activity) the controller implements
 //! - `errors`   OpenAI-shaped errors (also for axum's own plain-text and empty ones)
 //! - `listen`   serving connections: cap, header/body/idle timeouts, accept backoff, drain
 //! - `metrics`  /metrics in Prometheus text: per-slot state, loads, queue wait, requests, TTFB
 //! - `models`   GET /v1/models, /v1/models/{id}
 //! - `stream`   streaming requests that wait for a load: SSE keep-alives, then the stream
+//!   (it imports nothing from `routes`: the waiting and sending are handed to it)
 //! - `wake`     wait for a slot to be ready, loading it if needed
 //! - `proxy`    forward a request to a slot, stream the response back
+//! - `queue`    the per-slot wait queues (429 past max_queue)
 //! - `targets`  per-slot upstreams, pools and metric handles, prebuilt once per routing table
 //! - `routes`   POST /v1/*: read the body, find the model, wake, proxy
 
@@ -24,6 +26,7 @@ pub mod listen;
 mod metrics;
 mod models;
 mod proxy;
+mod queue;
 mod routes;
 mod stream;
 mod targets;
@@ -40,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use auth::KeySet;
-pub use control::SlotControl;
+pub use control::{SlotControl, ready_from_views};
 pub use errors::OpenAiError;
 pub use metrics::Metrics;
 
@@ -66,7 +69,7 @@ pub struct Shared {
     /// Requests that may wait for one slot's load.
     pub max_queue: u32,
     /// Requests waiting per slot.
-    pub queues: Arc<routes::Queues>,
+    pub queues: Arc<queue::Queues>,
     /// Accepted `/v1` keys (empty: open).
     pub keys: watch::Receiver<Arc<KeySet>>,
     pub metrics: Arc<Metrics>,

@@ -1,8 +1,7 @@
 //! `POST /v1/*`: check the key, read the body, find the model, route to its slot (waking it,
 //! within the slot's wait queue), proxy, and count it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::uri::PathAndQuery;
@@ -12,70 +11,10 @@ use tokio::time::Instant;
 
 use super::control::InFlight;
 use super::listen::{self, ReadBodyError};
+use super::queue::QueueTicket;
 use super::targets::SlotEntry;
 use super::{GatewayState, OpenAiError, body, errors, metrics, proxy, stream, wake};
-use crate::model::{Resolution, Role, RoutingTable, SlotName};
-
-/// Requests waiting for each slot to load.
-#[derive(Debug, Default)]
-pub struct Queues(Mutex<HashMap<SlotName, u32>>);
-
-/// A place in a slot's wait queue, given back on drop. The controller sees it as a request
-/// waiting for the slot (since `since`), not one in flight.
-pub struct QueueTicket {
-    queues: Arc<Queues>,
-    control: Arc<dyn super::SlotControl>,
-    slot: SlotName,
-    since: Instant,
-}
-
-impl QueueTicket {
-    /// Joins the slot's queue, or refuses with 429 when `max` requests already wait.
-    pub fn join(state: &GatewayState, slot: &SlotName) -> Result<QueueTicket, OpenAiError> {
-        let mut q = state.queues.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = q.entry(slot.clone()).or_insert(0);
-        if *n >= state.max_queue {
-            let retry = state
-                .statuses
-                .borrow()
-                .get(slot)
-                .and_then(|s| s.last_load_ms)
-                .map_or(5, |ms| ms.div_ceil(1000));
-            return Err(OpenAiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                format!(
-                    "{} requests are already waiting for slot {slot} to load; try again shortly",
-                    state.max_queue
-                ),
-            )
-            .code("queue_full")
-            .retry_after(retry));
-        }
-        *n += 1;
-        drop(q);
-        let since = Instant::now();
-        state.control.request_waiting(slot, since);
-        Ok(QueueTicket {
-            queues: state.queues.clone(),
-            control: state.control.clone(),
-            slot: slot.clone(),
-            since,
-        })
-    }
-}
-
-impl Drop for QueueTicket {
-    fn drop(&mut self) {
-        {
-            let mut q = self.queues.0.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = q.get_mut(&self.slot) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        self.control.request_done_waiting(&self.slot, self.since);
-    }
-}
+use crate::model::{Resolution, Role, RoutingTable, Target};
 
 /// Whether `req` is for [`direct`]: a `POST /v1/…` that no other gateway route takes.
 pub fn is_v1_post<B>(req: &http::Request<B>) -> bool {
@@ -218,18 +157,61 @@ where
         let ticket = QueueTicket::join(state, slot)?;
         if streaming {
             // Answer at once and keep the client's connection alive while the slot loads.
-            return Ok(stream::after_load(state.clone(), entry, upstream, ticket));
+            let state = state.clone();
+            let slot = slot.clone();
+            let work = async move { after_wait(&state, entry, upstream, ticket, started).await };
+            return Ok(stream::after_load(slot, work));
         }
-        let waited = Instant::now();
-        let in_flight = wake::admitted(state, slot, ticket).await?;
-        entry.metrics.queue_wait(waited.elapsed());
-        return send(&entry, upstream, in_flight, started).await;
+        return after_wait(state, entry, upstream, ticket, started).await;
     }
     send(&entry, upstream, in_flight, started).await
 }
 
+/// Waits in the queue for the slot to serve (`ticket`), then sends the request to where the
+/// slot serves now (the entry of the table published with the reply, should its target have
+/// changed meanwhile).
+async fn after_wait(
+    state: &GatewayState,
+    entry: Arc<SlotEntry>,
+    upstream: proxy::Upstream,
+    ticket: QueueTicket,
+    started: Instant,
+) -> Result<Response, OpenAiError> {
+    let waited = Instant::now();
+    let (in_flight, target) = wake::admitted(state, &entry.route.slot, ticket).await?;
+    entry.metrics.queue_wait(waited.elapsed());
+    let entry = current_entry(state, entry, &target)?;
+    send(&entry, upstream, in_flight, started).await
+}
+
+/// The entry for `entry`'s slot that sends to `target`.
+fn current_entry(
+    state: &GatewayState,
+    entry: Arc<SlotEntry>,
+    target: &Target,
+) -> Result<Arc<SlotEntry>, OpenAiError> {
+    if entry.route.target == *target {
+        return Ok(entry);
+    }
+    let table = state.routes.borrow().clone();
+    state
+        .targets
+        .get(&table)
+        .slot(&entry.route.slot)
+        .filter(|e| e.route.target == *target)
+        .cloned()
+        .ok_or_else(|| {
+            OpenAiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                format!("slot {} is being reconfigured; try again", entry.route.slot),
+            )
+            .retry_after(1)
+        })
+}
+
 /// Proxies and records time to first byte or the upstream error.
-pub async fn send(
+async fn send(
     entry: &SlotEntry,
     upstream: proxy::Upstream,
     in_flight: InFlight,

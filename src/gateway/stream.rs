@@ -4,7 +4,7 @@
 //! OpenAI's shape. A client that goes away cancels everything, the load wait included.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,11 +13,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
-use super::routes::QueueTicket;
-use super::targets::SlotEntry;
-use super::{GatewayState, OpenAiError, proxy, routes, wake};
+use super::OpenAiError;
+use crate::model::SlotName;
 
 /// Time between keep-alive comments while a slot loads.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
@@ -29,22 +27,20 @@ pub fn error_event(e: &OpenAiError) -> Bytes {
     Bytes::from(format!("data: {body}\n\n"))
 }
 
+/// Answers at once with an SSE stream that carries keep-alive comments while `work` (waiting
+/// for `slot`'s turn and load, then sending the request) runs, then relays its response. An
+/// error becomes an error event. A client that goes away drops `work`, withdrawing its wait.
 pub fn after_load(
-    state: GatewayState,
-    entry: Arc<SlotEntry>,
-    upstream: proxy::Upstream,
-    ticket: QueueTicket,
+    slot: SlotName,
+    work: impl Future<Output = Result<Response, OpenAiError>> + Send + 'static,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(32);
     tokio::spawn(async move {
-        let started = Instant::now();
-        let slot = entry.route.slot.clone();
-        let wait = wake::admitted(&state, &slot, ticket);
-        tokio::pin!(wait);
+        tokio::pin!(work);
         let mut tick = tokio::time::interval(KEEPALIVE_EVERY);
-        let loaded = loop {
+        let sent = loop {
             tokio::select! {
-                r = &mut wait => break r,
+                r = &mut work => break r,
                 _ = tx.closed() => return,
                 _ = tick.tick() => {
                     let note = format!(": hal0: waiting for slot {slot} to load\n\n");
@@ -54,15 +50,7 @@ pub fn after_load(
                 }
             }
         };
-        entry.metrics.queue_wait(started.elapsed());
-        let in_flight = match loaded {
-            Ok(in_flight) => in_flight,
-            Err(e) => {
-                let _ = tx.send(Ok(error_event(&e))).await;
-                return;
-            }
-        };
-        let resp = match routes::send(&entry, upstream, in_flight, started).await {
+        let resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.send(Ok(error_event(&e))).await;

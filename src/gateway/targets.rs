@@ -171,6 +171,11 @@ impl Prepared {
         &self.source
     }
 
+    /// The entry of slot `name`.
+    pub fn slot(&self, name: &SlotName) -> Option<&Arc<SlotEntry>> {
+        self.slots.get(name)
+    }
+
     /// The slot serving `model` on an endpoint of `role` (`None`: any role), as
     /// `RoutingTable::resolve` finds it; `None` when that would not be `Found`.
     pub fn find(&self, model: &str, role: Option<Role>) -> Option<&Arc<SlotEntry>> {

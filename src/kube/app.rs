@@ -306,6 +306,8 @@ pub async fn run_gateway(
     let control: Arc<dyn SlotControl> = Arc::new(KubeSlotControl::spawn(
         Arc::new(ApiWriter { api }),
         Arc::new(Timestamp::now),
+        routes_rx.clone(),
+        statuses_rx.clone(),
     ));
     let state = GatewayState::new(routes_rx, statuses_rx, control, load_timeout);
     let app = gateway::listen::App::new(gateway::router(state.clone()), state);

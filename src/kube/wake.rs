@@ -13,13 +13,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::names;
-use crate::gateway::SlotControl;
+use crate::core::StatusMap;
+use crate::gateway::{SlotControl, ready_from_views};
 use crate::kube::crd::Slot;
-use crate::model::SlotName;
+use crate::model::{LoadError, RoutingTable, SlotName, Target};
 
 /// At most one activity write per Slot per this interval.
 pub const WRITE_EVERY: Duration = Duration::from_secs(30);
@@ -167,23 +168,44 @@ enum Msg {
 #[derive(Clone)]
 pub struct KubeSlotControl {
     tx: mpsc::UnboundedSender<Msg>,
+    /// The published views, which say when a woken Slot serves.
+    routes: watch::Receiver<Arc<RoutingTable>>,
+    statuses: watch::Receiver<Arc<StatusMap>>,
 }
 
 impl KubeSlotControl {
-    /// Starts the bookkeeping task. `clock` gives the wall-clock time written to the Slot.
+    /// Starts the bookkeeping task. `clock` gives the wall-clock time written to the Slot;
+    /// `routes` and `statuses` are the gateway's views of the Slots.
     pub fn spawn(
         writer: Arc<dyn SlotWriter>,
         clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+        routes: watch::Receiver<Arc<RoutingTable>>,
+        statuses: watch::Receiver<Arc<StatusMap>>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(rx, writer, clock));
-        KubeSlotControl { tx }
+        KubeSlotControl {
+            tx,
+            routes,
+            statuses,
+        }
+    }
+
+    /// Scales the Slot up (throttled: not again within [`REWAKE_AFTER`]).
+    pub fn wake(&self, slot: &SlotName) {
+        let _ = self.tx.send(Msg::Wake(slot.clone()));
     }
 }
 
 impl SlotControl for KubeSlotControl {
-    fn wake(&self, slot: &SlotName) {
-        let _ = self.tx.send(Msg::Wake(slot.clone()));
+    fn ensure_ready(&self, slot: &SlotName) -> BoxFuture<'static, Result<Target, LoadError>> {
+        let this = self.clone();
+        Box::pin(ready_from_views(
+            self.routes.clone(),
+            self.statuses.clone(),
+            slot.clone(),
+            move |s| this.wake(s),
+        ))
     }
 
     fn request_started(&self, slot: &SlotName) {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::wake::{KubeSlotControl, SlotWriter, Throttle, WakeWrites};
@@ -93,7 +94,12 @@ fn calls(r: &Recorder) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn the_control_task_scales_once_and_throttles_activity() {
     let rec = Arc::new(Recorder::default());
-    let control = KubeSlotControl::spawn(rec.clone(), Arc::new(Timestamp::now));
+    let control = KubeSlotControl::spawn(
+        rec.clone(),
+        Arc::new(Timestamp::now),
+        watch::channel(Arc::default()).1,
+        watch::channel(Arc::default()).1,
+    );
     let fast = n("fast");
     control.wake(&fast);
     control.wake(&fast);

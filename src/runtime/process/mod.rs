@@ -6,7 +6,7 @@
 //! - `health`     HTTP readiness probes; llama-server's sleep state (`/props`)
 //! - `answer`     the answer check before ready (a slot's `probe`)
 //! - `memory`   measured resident memory (now and peak) of a provider
-//! - `logs`       bounded per-slot log buffers
+//! - `prepare`    LaunchSpec → command, readiness, pull-before-start (model refs resolved here)
 //! - `shim`       `hal0 __exec-child`: makes a child die with hal0 (PR_SET_PDEATHSIG), then execs
 //! - `pulling`  downloading a missing model before the start (server.pull_on_load)
 //! - `pidfiles`   pid files per slot, to kill leftovers of a hal0 that did not exit cleanly
@@ -14,9 +14,9 @@
 mod answer;
 mod health;
 mod kill;
-mod logs;
 mod memory;
 mod pidfiles;
+mod prepare;
 mod pulling;
 mod shim;
 mod spawn;
@@ -26,8 +26,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::mpsc;
 
 pub use answer::AnswerCheck;
 
@@ -41,16 +39,15 @@ pub struct Readiness {
     /// whether it sleeps at every health check.
     pub sleeps: bool,
 }
-pub use logs::LogBuffer;
+
 pub use pidfiles::reap_orphans;
 pub use pulling::PullJob;
 pub use shim::{SHIM_SUBCOMMAND, exec_child};
 pub use supervisor::SupervisorHandle;
 
-use super::RuntimeEvent;
+use super::{EventSender, LaunchSpec, LogBuffer, ModelStore, Runtime, RuntimeEvent};
 use crate::core::Event;
 use crate::model::SlotName;
-use crate::providers::{self, Command};
 
 /// Settings shared by every supervisor.
 #[derive(Debug, Clone)]
@@ -86,12 +83,12 @@ impl Default for RuntimeConfig {
 /// All supervisors. Owned by the controller.
 pub struct ProcessRuntime {
     config: Arc<RuntimeConfig>,
-    events: mpsc::UnboundedSender<RuntimeEvent>,
+    events: EventSender,
     supervisors: HashMap<SlotName, SupervisorHandle>,
 }
 
 impl ProcessRuntime {
-    pub fn new(config: RuntimeConfig, events: mpsc::UnboundedSender<RuntimeEvent>) -> Self {
+    pub fn new(config: RuntimeConfig, events: EventSender) -> Self {
         ProcessRuntime {
             config: Arc::new(config),
             events,
@@ -104,25 +101,20 @@ impl ProcessRuntime {
             SupervisorHandle::spawn(slot.clone(), self.config.clone(), self.events.clone())
         })
     }
+}
 
-    /// Starts (or replaces) the slot's process. A command that cannot be built (a missing
-    /// model file, say) is reported as a failed load.
-    pub fn start(
-        &mut self,
-        slot: &SlotName,
-        generation: u64,
-        command: Result<Command, providers::ProviderError>,
-        ready: Readiness,
-        port: u16,
-        pull: Option<PullJob>,
-    ) {
-        match command {
-            Ok(command) => self
-                .supervisor(slot)
-                .start(generation, command, port, ready, pull),
+impl Runtime for ProcessRuntime {
+    fn start(&mut self, launch: LaunchSpec) {
+        let slot = launch.slot().clone();
+        let generation = launch.generation;
+        match prepare::prepare(&launch) {
+            Ok(p) => {
+                self.supervisor(&slot)
+                    .start(generation, p.command, launch.port(), p.ready, p.pull)
+            }
             Err(e) => {
                 let _ = self.events.send(RuntimeEvent {
-                    slot: slot.clone(),
+                    slot,
                     event: Event::Failed {
                         generation,
                         message: e.to_string(),
@@ -132,25 +124,25 @@ impl ProcessRuntime {
         }
     }
 
-    /// Stops the slot's process; a `Stopped` event follows.
-    pub fn stop(&mut self, slot: &SlotName, generation: u64) {
+    fn stop(&mut self, slot: &SlotName, generation: u64) {
         self.supervisor(slot).stop(generation);
     }
 
-    /// Drops the supervisor of a slot that is gone (its process is already stopped).
-    pub fn forget(&mut self, slot: &SlotName) {
+    fn forget(&mut self, slot: &SlotName) {
         if let Some(h) = self.supervisors.remove(slot) {
             h.shutdown_detached();
         }
     }
 
-    /// The slot's captured output.
-    pub fn logs(&self, slot: &SlotName) -> Option<LogBuffer> {
+    fn logs(&self, slot: &SlotName) -> Option<LogBuffer> {
         self.supervisors.get(slot).map(|h| h.logs().clone())
     }
 
-    /// Stops every process and waits for them.
-    pub async fn shutdown(&mut self) {
+    fn model_size(&self, model: &str, store: &ModelStore) -> Option<u64> {
+        prepare::model_size(model, store)
+    }
+
+    async fn shutdown(&mut self) {
         let handles: Vec<SupervisorHandle> = self.supervisors.drain().map(|(_, h)| h).collect();
         futures_util::future::join_all(handles.into_iter().map(SupervisorHandle::shutdown)).await;
     }

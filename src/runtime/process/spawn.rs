@@ -7,10 +7,10 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::logs::LogBuffer;
 use super::{RuntimeConfig, shim};
 use crate::model::SlotName;
 use crate::providers::Command;
+use crate::runtime::LogBuffer;
 
 /// Environment variable set in every provider; used to recognise our own leftovers.
 pub const SLOT_ENV: &str = "HAL0_SLOT";

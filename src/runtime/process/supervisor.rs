@@ -8,13 +8,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::health::{Probe, SleepProbe};
-use super::logs::LogBuffer;
 use super::pulling::{self, PullJob, Pulling};
 use super::spawn::{Child, spawn};
 use super::{AnswerCheck, Readiness, RuntimeConfig, kill, pidfiles};
 use crate::core::Event;
 use crate::model::SlotName;
 use crate::providers::Command;
+use crate::runtime::LogBuffer;
 use crate::runtime::RuntimeEvent;
 
 enum Cmd {
