@@ -9,11 +9,7 @@
 //! - `waiters`   requests waiting for a slot to serve, answered after each round
 
 mod activity;
-#[cfg(test)]
-mod fake_runtime;
 mod handle;
-#[cfg(test)]
-mod tests;
 mod waiters;
 
 use std::collections::BTreeMap;

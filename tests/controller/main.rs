@@ -9,10 +9,12 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::fake_runtime::{FakeRuntime, Script};
-use super::{Controller, Published};
-use crate::core::RestartPolicy;
-use crate::model::{DesiredState, LoadError, Phase, SlotName, SlotStatus, Target};
+mod fake_runtime;
+
+use fake_runtime::{Call, FakeRuntime, Script};
+use hal0::controller::{Controller, Published};
+use hal0::core::RestartPolicy;
+use hal0::model::{DesiredState, LoadError, Phase, SlotName, SlotStatus, Target};
 
 /// How long a fake load takes.
 const LOAD: Duration = Duration::from_secs(2);
@@ -32,7 +34,7 @@ fn n(s: &str) -> SlotName {
 }
 
 fn config(text: &str) -> Arc<DesiredState> {
-    match crate::config::parse(Path::new("hal0.toml"), text) {
+    match hal0::config::parse(Path::new("hal0.toml"), text) {
         Ok(d) => Arc::new(d),
         Err(e) => panic!("invalid test config: {e}\n{text}"),
     }
@@ -52,7 +54,7 @@ async fn pass(d: Duration) {
 
 fn start(text: &str) -> Harness {
     let (desired, rx) = watch::channel(config(text));
-    let (events_tx, events_rx) = crate::runtime::events();
+    let (events_tx, events_rx) = hal0::runtime::events();
     let (fake, script) = FakeRuntime::new(events_tx, LOAD);
     let (controller, out) = Controller::new(rx, fake, events_rx, RestartPolicy::default());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -107,7 +109,7 @@ async fn an_autoload_slot_is_started_with_its_launch_spec_and_ready_after_its_lo
     assert_eq!(ready.last_load_ms, Some(2000));
     let starts = h.script.starts();
     assert_eq!(starts.len(), 1, "{starts:?}");
-    let super::fake_runtime::Call::Start { launch, .. } = &h.script.calls()[0] else {
+    let Call::Start { launch, .. } = &h.script.calls()[0] else {
         panic!("the first call is the start");
     };
     assert_eq!(launch.generation, 1);

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::core::Event;
-use crate::model::SlotName;
-use crate::runtime::{EventSender, LaunchSpec, LogBuffer, ModelStore, Runtime, RuntimeEvent};
+use hal0::core::Event;
+use hal0::model::SlotName;
+use hal0::runtime::{EventSender, LaunchSpec, LogBuffer, ModelStore, Runtime, RuntimeEvent};
 
 /// What the fake was asked to do.
 #[derive(Debug, Clone)]
