@@ -19,9 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use hal0::gateway::{self, GatewayState, SlotControl};
 use hal0::model::{
-    Phase, ProviderKind, Role, Route, RoutingTable, SlotName, SlotStatus, Target, UpstreamAuth,
+    LoadError, Phase, ProviderKind, Role, Route, RoutingTable, SlotName, SlotStatus, Target,
+    UpstreamAuth,
 };
 use tokio::sync::watch;
 
@@ -115,7 +117,10 @@ static GLOBAL: Counting = Counting;
 struct Admit;
 
 impl SlotControl for Admit {
-    fn wake(&self, _: &SlotName) {}
+    /// Never asked: the slots are ready, so no request waits.
+    fn ensure_ready(&self, _: &SlotName) -> BoxFuture<'static, Result<Target, LoadError>> {
+        Box::pin(async { Err(LoadError::ShuttingDown) })
+    }
     fn request_started(&self, _: &SlotName) {}
     fn request_finished(&self, _: &SlotName) {}
 }

@@ -119,7 +119,7 @@ struct Gateway {
     state: GatewayState,
     control: Arc<FakeControl>,
     statuses_tx: watch::Sender<Arc<core::StatusMap>>,
-    _routes_tx: watch::Sender<Arc<hal0::model::RoutingTable>>,
+    routes_tx: watch::Sender<Arc<hal0::model::RoutingTable>>,
     desired: DesiredState,
     ports: BTreeMap<SlotName, u16>,
 }
@@ -155,7 +155,7 @@ fn gateway(phase: Phase, port: u16) -> Gateway {
         state,
         control,
         statuses_tx,
-        _routes_tx: routes_tx,
+        routes_tx,
         desired,
         ports,
     }
@@ -172,6 +172,21 @@ impl Gateway {
         )]);
         let statuses = core::statuses(&self.desired, &observed, &self.ports, Duration::ZERO, 0);
         self.statuses_tx.send_replace(Arc::new(statuses));
+    }
+
+    /// Publishes the slot ready on `port`, as the controller does before it answers a wait.
+    fn serve_on(&mut self, port: u16) {
+        self.ports.insert(chat(), port);
+        let observed = BTreeMap::from([(
+            chat(),
+            ObservedSlot {
+                phase: Phase::Ready,
+                ..ObservedSlot::default()
+            },
+        )]);
+        let routes = core::routing_table(&self.desired, &observed, &self.ports);
+        self.routes_tx.send_replace(Arc::new(routes));
+        self.set_phase(Phase::Ready);
     }
 
     async fn send(&self, body: Value) -> Response {
@@ -255,7 +270,7 @@ async fn an_unknown_model_is_a_404_naming_the_closest_one() {
 #[tokio::test]
 async fn a_request_for_a_stopped_slot_waits_in_its_queue_then_goes_where_the_reply_says() {
     let up = upstream().await;
-    let g = gateway(Phase::Stopped, 9);
+    let mut g = gateway(Phase::Stopped, 9);
     let pending = tokio::spawn({
         let state = g.state.clone();
         async move {
@@ -275,8 +290,8 @@ async fn a_request_for_a_stopped_slot_waits_in_its_queue_then_goes_where_the_rep
             "ensure_ready chat"
         ]
     );
-    // Loaded, on another port than the table said before.
-    g.set_phase(Phase::Ready);
+    // Loaded, on another port than the table said when the request came.
+    g.serve_on(up.port());
     g.control.answer(Ok(Target::Local { port: up.port() }));
     let resp = pending.await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
