@@ -34,13 +34,6 @@ pub struct ControlHandle {
 }
 
 impl ControlHandle {
-    /// A request wants the slot loaded (does not lift a crash-loop).
-    pub fn wake(&self, slot: &SlotName) {
-        let _ = self
-            .requests
-            .send(Request::Event(slot.clone(), Event::Wake));
-    }
-
     /// Wakes the slot and answers once it accepts requests (`Ok` with where to send them), or
     /// with why it will not: removed, refused, failed, timed out, crash-looping, or hal0 is
     /// shutting down. One load answers every request waiting for it. Dropping the future

@@ -5,7 +5,7 @@
 //! until the plan is empty.
 //!
 //! - `activity`  requests in flight and last request time per slot, fed by the gateway
-//! - `handle`    ControlHandle: wake, ensure_ready, load, unload, activity, logs
+//! - `handle`    ControlHandle: ensure_ready, load, unload, activity, logs
 //! - `waiters`   requests waiting for a slot to serve, answered after each round
 
 mod activity;
