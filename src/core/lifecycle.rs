@@ -228,10 +228,13 @@ pub fn on_action(obs: &mut ObservedSlot, action: &Action, now: Time) {
         Action::HoldRequests { hold, .. } => {
             obs.held_since = hold.then_some(now);
         }
-        Action::MarkIdle { .. } => {
+        // Planned for a ready slot; with `unload_idle` the same plan stops it first, and an
+        // unloading slot stays unloading (marking it idle would have it stopped twice).
+        Action::MarkIdle { .. } if obs.phase == Phase::Ready => {
             obs.phase = Phase::Idle;
             obs.idle_since = Some(now);
         }
+        Action::MarkIdle { .. } => {}
         Action::MarkReady { .. } => {
             obs.phase = Phase::Ready;
             obs.idle_since = None;

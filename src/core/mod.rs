@@ -24,6 +24,8 @@ pub mod suggest;
 #[cfg(test)]
 mod plan_tests;
 #[cfg(test)]
+mod settle_tests;
+#[cfg(test)]
 mod turns_tests;
 
 pub use admission::{Admission, Demand, Holder, Make, admit};
