@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::kube::crd::{Slot, conditions};
+use crate::kube::crd::{Slot, conditions, reasons};
 
 /// What the idle rule says about a Slot right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,7 +12,7 @@ pub enum Idleness {
     /// Not subject to idling: scaled to zero already, pinned, `idle_timeout = 0s`, or an
     /// external upstream.
     Exempt,
-    /// Used recently; it becomes idle after this long without activity.
+    /// Used recently, or still loading; it becomes idle after this long without activity.
     Busy(Duration),
     /// No activity for `idle_timeout`: scale it to zero.
     Idle,
@@ -30,6 +30,14 @@ fn last_used(slot: &Slot) -> Option<Timestamp> {
     [activity, loaded, created].into_iter().flatten().max()
 }
 
+/// Whether the Slot's pod is still coming up (Loaded is False for reason Loading).
+fn loading(slot: &Slot) -> bool {
+    slot.status
+        .as_ref()
+        .and_then(|s| s.condition(conditions::LOADED))
+        .is_some_and(|c| c.status == "False" && c.reason == reasons::LOADING)
+}
+
 pub fn idleness(slot: &Slot, now: Timestamp) -> Idleness {
     let spec = &slot.spec.slot;
     let timeout = spec.effective_idle_timeout().as_duration();
@@ -40,7 +48,10 @@ pub fn idleness(slot: &Slot, now: Timestamp) -> Idleness {
     {
         return Idleness::Exempt;
     }
-    let Some(last) = last_used(slot) else {
+    // The idle clock runs while a Slot is loaded, as on one box: a load slower than
+    // `idle_timeout` is not scaled away under the request that woke it. Loaded's transition
+    // to True then starts the clock.
+    let Some(last) = last_used(slot).filter(|_| !loading(slot)) else {
         return Idleness::Busy(timeout);
     };
     let quiet = Duration::try_from(now.duration_since(last)).unwrap_or(Duration::ZERO);
@@ -109,6 +120,34 @@ mod tests {
         let mut down = loaded_slot("1m", None);
         down.spec.replicas = Some(0);
         assert_eq!(idleness(&down, at(9999)), Idleness::Exempt);
+    }
+
+    #[test]
+    fn a_loading_slot_is_not_idle_and_its_clock_starts_when_loaded() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+        let loaded = |status: &str, reason: &str, since: i64| Condition {
+            type_: conditions::LOADED.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: Time(at(since)),
+            observed_generation: None,
+        };
+        let mut s = loaded_slot("2s", None);
+        if let Some(st) = s.status.as_mut() {
+            st.conditions = vec![loaded("False", reasons::LOADING, 0)];
+        }
+        assert_eq!(idleness(&s, at(90)), Idleness::Busy(Duration::from_secs(2)));
+        if let Some(st) = s.status.as_mut() {
+            st.conditions = vec![loaded("True", reasons::POD_READY, 89)];
+        }
+        assert_eq!(idleness(&s, at(90)), Idleness::Busy(Duration::from_secs(1)));
+        assert_eq!(idleness(&s, at(91)), Idleness::Idle);
+        // A Slot that cannot come up (not Loading) still idles away.
+        if let Some(st) = s.status.as_mut() {
+            st.conditions = vec![loaded("False", reasons::PROGRESS_DEADLINE_EXCEEDED, 0)];
+        }
+        assert_eq!(idleness(&s, at(90)), Idleness::Idle);
     }
 
     #[test]
