@@ -292,10 +292,9 @@ impl Pool {
                 (sender, Box::pin(conn) as ConnTask)
             }
         };
-        let origin = self.describe();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!("upstream connection to {origin}: {e}");
+                tracing::debug!("upstream connection: {e}");
             }
         });
         Ok(sender)
@@ -331,7 +330,8 @@ impl Pool {
         let mut req = req;
         let (sender, resp) = loop {
             let Some(mut sender) = self.checkout().await else {
-                let mut sender = self.connect().await?;
+                // Boxed: a new connection is the rare path; every request's future stays small.
+                let mut sender = Box::pin(self.connect()).await?;
                 let resp = sender.send_request(req).await?;
                 break (sender, resp);
             };

@@ -1,6 +1,9 @@
 -- wrk script: a small OpenAI chat request as a POST, and one JSON result line at the end.
 wrk.method = "POST"
-wrk.body = '{"model":"bench","messages":[{"role":"user","content":"Say ok."}]}'
+-- BENCH_MODEL picks the slot (run.sh: "bench" is the local slot, "bench-remote" the
+-- openai-compatible one).
+local model = os.getenv("BENCH_MODEL") or "bench"
+wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say ok."}]}'
 wrk.headers["Content-Type"] = "application/json"
 
 done = function(summary, latency, requests)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The gateway benchmark: direct vs nginx vs hal0 against the same fast local upstream.
+# The gateway benchmark: direct vs nginx vs hal0 against the same fast local upstream, through
+# hal0 both as a local slot (`hal0`) and as an `openai-compatible` upstream slot (`hal0-up`).
 # Results and analysis: BENCHMARKS.md. Not part of the test suite.
 #
 #   e2e/bench/run.sh                 # full run (~8 min), results in e2e/bench/results/<stamp>/
@@ -19,8 +20,11 @@
 #   OUT=<dir>          results directory
 #
 # What it does: installs nginx and wrk with apt if they are missing; builds hal0 and
-# hal0-bench-upstream (release); starts hal0 with one slot whose provider command is the bench
-# upstream (pinned port); starts nginx proxying to that same upstream process; then measures
+# hal0-bench-upstream (release); starts hal0 with two slots: `bench`, whose provider command is
+# the bench upstream (pinned port), and `remote`, an `openai-compatible` slot whose `upstream` is
+# that same process (plain HTTP on 127.0.0.1: it takes the gateway's upstream path, the client
+# that would speak TLS to an https:// upstream, without a TLS terminator's cost in the
+# comparison); starts nginx proxying to that same upstream process; then measures
 #   - wrk (1 thread, POST of a small chat request, keep-alive) at each concurrency, per target;
 #   - per-chunk transit time of SSE streams (upstream send stamp -> client receive), per target;
 #   - hal0's VmRSS idle, after the load, and with HOLD_STREAMS open streams (nginx's too).
@@ -129,6 +133,11 @@ model = "file:$WORK/bench.gguf"
 port = $SLOT_PORT
 autoload = true
 idle_timeout = "24h"
+
+[slots.remote]
+provider = "openai-compatible"
+upstream = "http://127.0.0.1:$SLOT_PORT/v1"
+models = ["bench-remote"]
 EOF
 
 log "starting hal0 on :$HAL0_PORT (slot on :$SLOT_PORT)"
@@ -162,8 +171,12 @@ declare -A URL=(
     [direct]="http://127.0.0.1:$SLOT_PORT"
     [nginx]="http://127.0.0.1:$NGINX_PORT"
     [hal0]="http://127.0.0.1:$HAL0_PORT"
+    [hal0-up]="http://127.0.0.1:$HAL0_PORT"
 )
-TARGETS="direct nginx hal0"
+# The model each target's requests name: hal0-up is hal0's openai-compatible slot (a model of
+# its own, sent on unchanged).
+declare -A MODEL=([direct]=bench [nginx]=bench [hal0]=bench [hal0-up]=bench-remote)
+TARGETS="direct nginx hal0 hal0-up"
 CHAT_PATH=/v1/chat/completions
 
 rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
@@ -200,7 +213,7 @@ log "hal0 pid $HAL0_PID idle VmRSS $(rss_kb "$HAL0_PID" VmRSS) kB; load $(loadav
 
 # --- warm-up ----------------------------------------------------------------------------------
 for t in $TARGETS; do
-    wrk -t1 -c16 -d2s -s "$BENCH/post.lua" "${URL[$t]}$CHAT_PATH" >/dev/null
+    BENCH_MODEL=${MODEL[$t]} wrk -t1 -c16 -d2s -s "$BENCH/post.lua" "${URL[$t]}$CHAT_PATH" >/dev/null
 done
 
 # --- rounds -----------------------------------------------------------------------------------
@@ -214,9 +227,10 @@ run_wrk() { # round target concurrency
     local load out line h0 n0 u0
     load=$(loadavg)
     h0=$(cpu_ticks "$HAL0_PID") n0=$(cpu_ticks $(NGINX_PIDS)) u0=$(cpu_ticks "$UP_PID")
-    out=$(wrk -t1 -c"$3" -d"${DURATION}s" --timeout 10s -s "$BENCH/post.lua" "${URL[$2]}$CHAT_PATH")
+    out=$(BENCH_MODEL=${MODEL[$2]} wrk -t1 -c"$3" -d"${DURATION}s" --timeout 10s -s "$BENCH/post.lua" "${URL[$2]}$CHAT_PATH")
     line=$(grep '^WRKJSON ' <<<"$out" | sed 's/^WRKJSON //')
-    local cpu="{\"hal0\":$(( $(cpu_ticks "$HAL0_PID") - h0 )),\"nginx\":$(( $(cpu_ticks $(NGINX_PIDS)) - n0 )),\"upstream\":$(( $(cpu_ticks "$UP_PID") - u0 )),\"hz\":$(getconf CLK_TCK)}"
+    local hal0_ticks=$(( $(cpu_ticks "$HAL0_PID") - h0 ))
+    local cpu="{\"hal0\":$hal0_ticks,\"hal0-up\":$hal0_ticks,\"nginx\":$(( $(cpu_ticks $(NGINX_PIDS)) - n0 )),\"upstream\":$(( $(cpu_ticks "$UP_PID") - u0 )),\"hz\":$(getconf CLK_TCK)}"
     record "{\"kind\":\"wrk\",\"round\":$1,\"target\":\"$2\",\"c\":$3,\"load\":\"$load\",\"load_after\":\"$(loadavg)\",\"cpu_ticks\":$cpu,\"r\":$line}"
     log "round $1 wrk  c=$3 $2: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%.0f req/s p50 %dus p99 %dus non2xx %d" % (r["requests"]/r["duration_us"]*1e6, r["p50_us"], r["p99_us"], r["non2xx"]))' "$line") (load $load)"
 }
@@ -225,7 +239,7 @@ run_sse() { # round target concurrency
     requests=$(( (20 + $3 - 1) / $3 ))
     [ "$requests" -ge 2 ] || requests=2
     load=$(loadavg)
-    line=$("$UP" sse --url "${URL[$2]}$CHAT_PATH" --concurrency "$3" --requests "$requests" \
+    line=$("$UP" sse --url "${URL[$2]}$CHAT_PATH" --model "${MODEL[$2]}" --concurrency "$3" --requests "$requests" \
         --chunks "$SSE_CHUNKS" --interval-ms "$SSE_INTERVAL_MS")
     record "{\"kind\":\"sse\",\"round\":$1,\"target\":\"$2\",\"c\":$3,\"load\":\"$load\",\"load_after\":\"$(loadavg)\",\"r\":$line}"
     log "round $1 sse  c=$3 $2: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); t=r["transit_us"]; print("transit p50 %.0fus p99 %.0fus errors %d" % (t["p50"], t["p99"], r["errors"]))' "$line") (load $load)"
@@ -242,7 +256,7 @@ rss_record after_load
 hold_streams() { # target
     local fifo="$WORK/hold.$1" ready
     mkfifo "$fifo"
-    "$UP" hold --url "${URL[$1]}$CHAT_PATH" --streams "$HOLD_STREAMS" --interval-ms 1000 \
+    "$UP" hold --url "${URL[$1]}$CHAT_PATH" --model "${MODEL[$1]}" --streams "$HOLD_STREAMS" --interval-ms 1000 \
         <"$fifo" >"$WORK/hold.$1.out" 2>"$WORK/hold.$1.err" &
     HOLD_PID=$!
     exec 9>"$fifo"
@@ -252,7 +266,7 @@ hold_streams() { # target
     done
     sleep 3 # let every stream deliver a few chunks
     ready=$(head -1 "$WORK/hold.$1.out")
-    if [ "$1" = hal0 ]; then
+    if [ "$1" != nginx ]; then
         log "$HOLD_STREAMS streams via hal0: $ready; hal0 VmRSS $(rss_kb "$HAL0_PID" VmRSS) kB"
     else
         log "$HOLD_STREAMS streams via $1: $ready; nginx RSS $(nginx_rss_kb) kB"
@@ -267,6 +281,8 @@ hold_streams() { # target
 }
 hold_streams hal0
 rss_record after_streams
+hold_streams hal0-up
+rss_record after_streams_up
 hold_streams nginx
 
 # --- report -----------------------------------------------------------------------------------

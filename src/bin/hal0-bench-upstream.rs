@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! hal0-bench-upstream serve [--host H] [--port P] [--threads N] [...]   an OpenAI-ish upstream
-//! hal0-bench-upstream sse   --url URL [--concurrency C] [--requests R] [--chunks N] [--interval-ms I]
-//! hal0-bench-upstream hold  --url URL [--streams N] [--interval-ms I]
+//! hal0-bench-upstream sse   --url URL [--model M] [--concurrency C] [--requests R] [--chunks N] [--interval-ms I]
+//! hal0-bench-upstream hold  --url URL [--model M] [--streams N] [--interval-ms I]
 //! ```
 //!
 //! Every subcommand runs on `--threads` worker threads (default: one per CPU, whatever
@@ -217,9 +217,11 @@ struct Target {
     addr: SocketAddr,
     host: String,
     path: String,
+    /// The `model` the streamed requests name (`--model`, default `bench`).
+    model: String,
 }
 
-fn parse_url(url: &str) -> anyhow::Result<Target> {
+fn parse_url(url: &str, model: Option<&str>) -> anyhow::Result<Target> {
     let rest = url
         .strip_prefix("http://")
         .context("only http:// URLs are supported")?;
@@ -234,6 +236,7 @@ fn parse_url(url: &str) -> anyhow::Result<Target> {
         addr,
         host: hostport.to_string(),
         path: path.to_string(),
+        model: model.unwrap_or("bench").to_string(),
     })
 }
 
@@ -257,7 +260,8 @@ fn stream_request(
     interval_ms: u64,
 ) -> anyhow::Result<Request<Full<Bytes>>> {
     let body = format!(
-        r#"{{"model":"bench","stream":true,"messages":[{{"role":"user","content":"hi"}}],"bench_chunks":{chunks},"bench_interval_ms":{interval_ms}}}"#
+        r#"{{"model":"{}","stream":true,"messages":[{{"role":"user","content":"hi"}}],"bench_chunks":{chunks},"bench_interval_ms":{interval_ms}}}"#,
+        t.model
     );
     Ok(Request::post(t.path.as_str())
         .header("host", t.host.as_str())
@@ -372,7 +376,7 @@ fn summary(v: &mut [f64]) -> serde_json::Value {
 
 async fn sse(flags: Flags) -> anyhow::Result<()> {
     let url = flags.get("--url").context("--url is required")?.to_string();
-    let t = Arc::new(parse_url(&url)?);
+    let t = Arc::new(parse_url(&url, flags.get("--model"))?);
     let conc: usize = flags.num("--concurrency", 1)?;
     let requests: u64 = flags.num("--requests", 5)?;
     let chunks: u64 = flags.num("--chunks", 50)?;
@@ -432,7 +436,7 @@ async fn sse(flags: Flags) -> anyhow::Result<()> {
 
 async fn hold(flags: Flags) -> anyhow::Result<()> {
     let url = flags.get("--url").context("--url is required")?.to_string();
-    let t = Arc::new(parse_url(&url)?);
+    let t = Arc::new(parse_url(&url, flags.get("--model"))?);
     let n: usize = flags.num("--streams", 1000)?;
     let interval_ms: u64 = flags.num("--interval-ms", 1000)?;
     let ready = Arc::new(AtomicUsize::new(0));

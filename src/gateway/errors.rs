@@ -82,14 +82,23 @@ pub async fn openai_errors(req: axum::extract::Request, next: axum::middleware::
 /// The answer to `method` `uri`, with an error that is not JSON yet put in OpenAI's shape.
 pub async fn openai_shape(method: &Method, uri: &Uri, resp: Response) -> Response {
     let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
     let is_json = resp
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .and_then(|v| v.as_bytes().get(..16))
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"application/json"));
+    if is_json {
         return resp;
     }
+    // Boxed: the rare path does not make every request's future larger.
+    Box::pin(reshape(method, uri, resp)).await
+}
+
+async fn reshape(method: &Method, uri: &Uri, resp: Response) -> Response {
+    let status = resp.status();
     let (parts, body) = resp.into_parts();
     let text = axum::body::to_bytes(body, 64 << 10)
         .await

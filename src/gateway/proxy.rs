@@ -3,6 +3,7 @@
 //! that upstream connection: the provider sees the cancellation at once.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -16,6 +17,7 @@ use hyper::body::{Frame, SizeHint};
 
 use super::control::InFlight;
 use super::{OpenAiError, targets};
+use crate::http_client::{Pool, PooledBody};
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus ones we set.
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -63,6 +65,18 @@ pub async fn forward(
     upstream: Upstream,
     in_flight: InFlight,
 ) -> Result<Response<Body>, OpenAiError> {
+    // The request is built before the first await, and the response finished after it: the
+    // future holds little more than the pool's (it lives in every client connection's task).
+    let (pool, req) = request(target, upstream)?;
+    let resp = pool.send(req).await.map_err(upstream_failed)?;
+    Ok(response(resp, in_flight))
+}
+
+/// The upstream request: the client's, moved, with the slot's host, path and key.
+fn request(
+    target: &targets::Upstream,
+    upstream: Upstream,
+) -> Result<(&Arc<Pool>, Request<Full<Bytes>>), OpenAiError> {
     let Upstream {
         method,
         path_and_query,
@@ -112,11 +126,13 @@ pub async fn forward(
     *req.method_mut() = method;
     *req.uri_mut() = Uri::from(path_and_query);
     *req.headers_mut() = headers;
-    let resp = pool
-        .send(req)
-        .await
-        .map_err(upstream_failed)?
-        .map(|b| Body::new(InFlightBody::new(b, in_flight)));
+    Ok((pool, req))
+}
+
+/// The client's response: the upstream's, its hop-by-hop headers removed, the body carrying
+/// `in_flight`.
+fn response(resp: Response<PooledBody>, in_flight: InFlight) -> Response<Body> {
+    let resp = resp.map(|b| Body::new(InFlightBody::new(b, in_flight)));
     let (mut parts, body) = resp.into_parts();
     let is_sse = parts
         .headers
@@ -132,7 +148,7 @@ pub async fn forward(
             .headers
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
-    Ok(Response::from_parts(parts, body))
+    Response::from_parts(parts, body)
 }
 
 /// An upstream response body carrying its request's [`InFlight`]: dropped when the body ends

@@ -55,14 +55,7 @@ where
         Ok(r) if is_event_stream(&r) => {
             // On shutdown, a stream still open after the drain time ends with an error event.
             let (parts, body) = r.into_parts();
-            let last = stream::error_event(
-                &OpenAiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server_error",
-                    "hal0 is shutting down; the stream was cut",
-                )
-                .code("shutting_down"),
-            );
+            let last = stream::cut_event();
             let body = axum::body::Body::new(listen::Cuttable::new(body, state.cut.clone(), last));
             Response::from_parts(parts, body)
         }
@@ -162,7 +155,8 @@ where
             let work = async move { after_wait(&state, entry, upstream, ticket, started).await };
             return Ok(stream::after_load(slot, work));
         }
-        return after_wait(state, entry, upstream, ticket, started).await;
+        // Boxed: waiting for a load is the rare path; every request's future stays small.
+        return Box::pin(after_wait(state, entry, upstream, ticket, started)).await;
     }
     send(&entry, upstream, in_flight, started).await
 }

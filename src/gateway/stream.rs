@@ -20,6 +20,22 @@ use crate::model::SlotName;
 /// Time between keep-alive comments while a slot loads.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
 
+/// The event that ends a stream cut on shutdown (the same for every stream: built once).
+pub fn cut_event() -> Bytes {
+    static CUT: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    CUT.get_or_init(|| {
+        error_event(
+            &OpenAiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "hal0 is shutting down; the stream was cut",
+            )
+            .code("shutting_down"),
+        )
+    })
+    .clone()
+}
+
 pub fn error_event(e: &OpenAiError) -> Bytes {
     let body = serde_json::json!({
         "error": {"message": e.message, "type": e.kind, "param": e.param, "code": e.code}
