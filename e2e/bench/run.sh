@@ -13,11 +13,14 @@
 #   CONCURRENCIES="1 16 128"
 #   SSE_CHUNKS=50 SSE_INTERVAL_MS=10   the streamed response: chunks and their spacing
 #   HOLD_STREAMS=1000  open streams for the RSS measurement
-#   SKIP_BUILD=1       use the existing target/release binaries
+#   SKIP_BUILD=1       use the existing release binaries (in $CARGO_TARGET_DIR, default target/)
 #   HAL0_BIN=<path>    benchmark this hal0 binary instead (e.g. a patched build); implies no
 #                      build of hal0 (the upstream is still built unless SKIP_BUILD=1)
 #   HAL0_ENV="K=V ..." extra environment for hal0 (e.g. TOKIO_WORKER_THREADS=1)
 #   OUT=<dir>          results directory
+#   PROFILE=0          skip the CPU profile (default: when `perf` is installed, hal0 and nginx
+#                      are each sampled with `perf record` for 10 s of wrk -c128 after the
+#                      rounds; perf-hal0.txt and perf-nginx.txt: self time by DSO and symbol)
 #
 # What it does: installs nginx and wrk with apt if they are missing; builds hal0 and
 # hal0-bench-upstream (release); starts hal0 with two slots: `bench`, whose provider command is
@@ -75,8 +78,9 @@ if [ "${SKIP_BUILD:-}" != 1 ]; then
     [ -n "${HAL0_BIN:-}" ] || bins+=(--bin hal0)
     (cd "$ROOT" && cargo build --release --quiet "${bins[@]}")
 fi
-HAL0=${HAL0_BIN:-"$ROOT/target/release/hal0"}
-UP=${UPSTREAM_BIN:-"$ROOT/target/release/hal0-bench-upstream"}
+TARGET_DIR=${CARGO_TARGET_DIR:-"$ROOT/target"}
+HAL0=${HAL0_BIN:-"$TARGET_DIR/release/hal0"}
+UP=${UPSTREAM_BIN:-"$TARGET_DIR/release/hal0-bench-upstream"}
 [ -x "$HAL0" ] && [ -x "$UP" ] || { echo "bench: release binaries missing" >&2; exit 1; }
 
 # 1000 streams through a proxy need ~2000 descriptors in it and 1000 in the client.
@@ -155,6 +159,9 @@ for i in $(seq 300); do
     sleep 0.1
 done
 UP_PID=$(ss -ltnpH "sport = :$SLOT_PORT" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+curl -fsS -m 5 -H 'content-type: application/json' -d '{"model":"bench-remote","messages":[]}' \
+    "http://127.0.0.1:$HAL0_PORT/v1/chat/completions" >/dev/null \
+    || { cat "$WORK/hal0.log" >&2; echo "bench: the openai-compatible slot does not answer" >&2; exit 1; }
 
 sed -e "s#@DIR@#$WORK#g" -e "s#@SLOT_PORT@#$SLOT_PORT#g" -e "s#@NGINX_PORT@#$NGINX_PORT#g" \
     "$BENCH/nginx.conf.in" >"$WORK/nginx.conf"
@@ -251,6 +258,26 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 rss_record after_load
+
+# --- CPU profile -----------------------------------------------------------------------------
+profile() { # target pids...
+    local t=$1 pids
+    shift
+    pids=$(echo "$@" | tr ' ' ',')
+    BENCH_MODEL=${MODEL[$t]} wrk -t1 -c128 -d14s -s "$BENCH/post.lua" "${URL[$t]}$CHAT_PATH" >/dev/null &
+    local wrk_pid=$!
+    sleep 2
+    perf record -q -F 1999 -p "$pids" -o "$WORK/perf.$t.data" -- sleep 10 >/dev/null 2>&1 || true
+    wait "$wrk_pid" || true
+    perf report -i "$WORK/perf.$t.data" --stdio --no-children --sort dso,symbol --percent-limit 0.3 \
+        2>/dev/null | grep -v '^$' >"$OUT/perf-$t.txt" || true
+    log "profile of $t: $OUT/perf-$t.txt"
+}
+if [ "${PROFILE:-1}" = 1 ] && command -v perf >/dev/null 2>&1; then
+    profile hal0 "$HAL0_PID"
+    profile hal0-up "$HAL0_PID"
+    profile nginx $(pgrep -P "$(cat "$WORK/nginx.pid")")
+fi
 
 # --- open streams -----------------------------------------------------------------------------
 hold_streams() { # target

@@ -294,9 +294,11 @@ async fn connection(
                 Some(state) if routes::is_v1_post(&req) => {
                     Box::pin(routes::direct(state, req)).await
                 }
+                // Boxed too (axum boxes its routes' futures anyway): the slot hyper keeps per
+                // connection holds two pointers, not either future.
                 _ => {
                     use tower::ServiceExt;
-                    app.router.oneshot(req.map(Body::new)).await?
+                    Box::pin(app.router.oneshot(req.map(Body::new))).await?
                 }
             };
             Ok::<_, std::convert::Infallible>(resp.map(|b| {
