@@ -6,7 +6,9 @@
 #   cargo build --release --bin hal0 --bin hal0-bench-upstream && e2e/bench/streams_rss.sh
 #
 # Knobs: N=1000 streams; MODEL=bench (the local slot) or bench-remote (the openai-compatible
-# slot); binaries from $CARGO_TARGET_DIR/release (default target/release).
+# slot); LOAD=<seconds>: first `wrk -c128` that long against each model in LOAD_MODELS (default
+# "bench"), as run.sh's rounds do before its streams; binaries from $CARGO_TARGET_DIR/release
+# (default target/release).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 T=${CARGO_TARGET_DIR:-"$ROOT/target"}/release
@@ -61,6 +63,13 @@ for i in $(seq 300); do
 done
 rss() { awk '/^(VmRSS|RssAnon|RssFile):/ { printf "%s %s kB  ", $1, $2 }' "/proc/$HAL0_PID/status"; echo; }
 echo "idle:             $(rss)"
+if [ -n "${LOAD:-}" ]; then
+    for m in ${LOAD_MODELS:-bench}; do
+        BENCH_MODEL=$m wrk -t1 -c128 -d"${LOAD}s" -s "$ROOT/e2e/bench/post.lua" \
+            "http://127.0.0.1:$HP/v1/chat/completions" | grep -E 'Requests/sec' | sed "s/^/$m: /"
+    done
+    echo "after the load:   $(rss)"
+fi
 mkfifo "$W/hold"
 "$T/hal0-bench-upstream" hold --url "http://127.0.0.1:$HP/v1/chat/completions" --model "$MODEL" \
     --streams "$N" --interval-ms 1000 <"$W/hold" >"$W/hold.out" 2>&1 &
