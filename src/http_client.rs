@@ -368,6 +368,16 @@ impl PooledBody {
     }
 }
 
+impl Drop for PooledBody {
+    /// A body with nothing to read (`content-length: 0`, a 204) may be dropped without being
+    /// polled to its end: its connection is ready for the next request all the same.
+    fn drop(&mut self) {
+        if self.back.is_some() && hyper::body::Body::is_end_stream(&self.inner) {
+            self.give_back();
+        }
+    }
+}
+
 impl hyper::body::Body for PooledBody {
     type Data = Bytes;
     type Error = hyper::Error;
