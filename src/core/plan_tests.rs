@@ -431,6 +431,25 @@ pub(super) fn mem_world() -> World {
     w
 }
 
+/// `a` (6 GiB) is resident since t=0; `b` (6 GiB) is stopped with one request waiting since
+/// t=1. The budget (8 GiB) holds only one of them. Default min_residency 10s, max_wait 60s.
+pub(super) fn two(a: SlotSpec) -> World {
+    mem_world()
+        .slot("a", a)
+        .slot("b", spec())
+        .observe("a", Phase::Ready, |o| {
+            o.memory_estimate = 6 * GIB;
+            o.ready_since = Some(t(0));
+        })
+        .observe("b", Phase::Stopped, |o| {
+            o.memory_estimate = 6 * GIB;
+            o.launch = None;
+            o.on_demand = true;
+            o.waiting = 1;
+            o.waiting_since = Some(t(1));
+        })
+}
+
 #[test]
 fn admission_evicts_idle_slots_by_priority_then_lru_and_loads_after() {
     let mut low = spec();

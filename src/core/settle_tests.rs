@@ -4,9 +4,9 @@
 //! a plan with no actions within a few rounds (the controller gives up, as a planner bug, after
 //! 32).
 
-use crate::model::{HumanDuration, Phase, SlotSpec};
+use crate::model::{HumanDuration, Phase};
 
-use super::plan_tests::{GIB, World, mem_world, n, spec, t};
+use super::plan_tests::{World, n, spec, t, two};
 use super::{Action, on_action};
 
 /// Rounds until the plan is empty, and every action taken on the way.
@@ -29,28 +29,9 @@ fn settle(mut w: World, now: u64) -> (usize, Vec<Action>) {
     panic!("the plan did not settle in 8 rounds; actions so far: {taken:?}");
 }
 
-/// `a` (6 GiB) resident since t=0 with `a_spec`; `b` (6 GiB) stopped, one request waiting
-/// since t=1; an 8 GiB budget.
-fn turns(a_spec: SlotSpec) -> World {
-    mem_world()
-        .slot("a", a_spec)
-        .slot("b", spec())
-        .observe("a", Phase::Ready, |o| {
-            o.memory_estimate = 6 * GIB;
-            o.ready_since = Some(t(0));
-        })
-        .observe("b", Phase::Stopped, |o| {
-            o.memory_estimate = 6 * GIB;
-            o.launch = None;
-            o.on_demand = true;
-            o.waiting = 1;
-            o.waiting_since = Some(t(1));
-        })
-}
-
 #[test]
 fn a_drain_with_nothing_in_flight_settles_into_the_swap_in_the_next_round() {
-    let (rounds, taken) = settle(turns(spec()), 12);
+    let (rounds, taken) = settle(two(spec()), 12);
     assert_eq!(rounds, 2, "{taken:?}");
     assert!(matches!(taken[0], Action::Drain { .. }), "{taken:?}");
     assert!(
@@ -80,11 +61,11 @@ fn every_kind_of_world_settles_within_three_rounds() {
         .observe("gone", Phase::Stopped, |_| {});
     removed.desired.slots.clear();
     let worlds: Vec<(&str, World, u64)> = vec![
-        ("a turn before min_residency", turns(spec()), 5),
-        ("a turn past max_wait", turns(spec()), 61),
+        ("a turn before min_residency", two(spec()), 5),
+        ("a turn past max_wait", two(spec()), 61),
         (
             "a pinned slot in the way",
-            turns({
+            two({
                 let mut s = spec();
                 s.pinned = true;
                 s

@@ -3,7 +3,7 @@
 
 use crate::model::{Device, HumanDuration, Phase, ProviderKind, SlotSpec};
 
-use super::plan_tests::{GIB, World, mem_world, n, spec, start, stop, t};
+use super::plan_tests::{GIB, World, mem_world, n, spec, start, stop, t, two};
 use super::{Action, StopReason};
 
 fn drain(slot: &str, for_slot: &str) -> Action {
@@ -26,25 +26,6 @@ fn with(f: impl FnOnce(&mut SlotSpec)) -> SlotSpec {
     let mut s = spec();
     f(&mut s);
     s
-}
-
-/// `a` (6 GiB) is resident since t=0; `b` (6 GiB) is stopped with one request waiting since
-/// t=1. The budget (8 GiB) holds only one of them. Default min_residency 10s, max_wait 60s.
-fn two(a: SlotSpec) -> World {
-    mem_world()
-        .slot("a", a)
-        .slot("b", spec())
-        .observe("a", Phase::Ready, |o| {
-            o.memory_estimate = 6 * GIB;
-            o.ready_since = Some(t(0));
-        })
-        .observe("b", Phase::Stopped, |o| {
-            o.memory_estimate = 6 * GIB;
-            o.launch = None;
-            o.on_demand = true;
-            o.waiting = 1;
-            o.waiting_since = Some(t(1));
-        })
 }
 
 struct Row {

@@ -228,20 +228,8 @@ pub fn with_conflict(
         .conditions
         .iter_mut()
         .find(|c| c.type_ == conditions::DEGRADED);
-    match degraded {
-        Some(c) if c.status == "True" => {}
-        Some(c) => {
-            *c = condition(
-                previous,
-                conditions::DEGRADED,
-                true,
-                reasons::NAME_CONFLICT,
-                message,
-                slot.metadata.generation,
-                now,
-            )
-        }
-        None => status.conditions.push(condition(
+    let conflict = || {
+        condition(
             previous,
             conditions::DEGRADED,
             true,
@@ -249,7 +237,12 @@ pub fn with_conflict(
             message,
             slot.metadata.generation,
             now,
-        )),
+        )
+    };
+    match degraded {
+        Some(c) if c.status == "True" => {}
+        Some(c) => *c = conflict(),
+        None => status.conditions.push(conflict()),
     }
     status
 }
