@@ -17,7 +17,7 @@
 //! - `source`     file.rs: watch hal0.toml (notify + poll), debounce, torn-read guard · model, config
 //! - `controller` the loop: trigger → snapshot → plan → apply → publish → answer ensure_ready, again while it acts · model, core, runtime
 //! - `gateway`    the /v1 front door: routing, turn queue, proxy, ensure_ready, limits, errors · model, core, http_client
-//! - `api`        the management API under /api: slots, writes through the file, events, OpenAPI · model, config, source, providers, pull
+//! - `api`        the management API under /api: slots, writes through the file, events, OpenAPI · model, rules, config, source, providers, pull
 //! - `dashboard`  the web UI at /, assets embedded in the binary (talks to api over HTTP) · nothing
 //! - `cli`        `hal0 slot …` and `hal0 model …`: daemon client (HTTP), direct file edits, pulls · model, config, providers, pull, http_client
 //! - `deviceplugin` kubelet device plugins: proto, sysfs discovery, gRPC server, registration · model

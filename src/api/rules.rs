@@ -1,12 +1,14 @@
-//! `GET /api/rules`: the rules clients check before they write, served from the types that
-//! enforce them, so the dashboard does not re-code them: what a slot name may be, the reserved
-//! built-in names, which roles each provider serves, the devices.
+//! `GET /api/rules`: the rules clients check before they write, served from the types and the
+//! `rules` tables that enforce them, so the dashboard does not re-code them: what a slot name
+//! may be, the reserved built-in names, which roles each provider serves and which fields it
+//! takes or requires, the devices, the priority range.
 
 use axum::Json;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{BUILTIN_SLOTS, MAX_NAME_LEN, NAME_PATTERN, ProviderKind};
+use crate::rules;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Rules {
@@ -15,6 +17,8 @@ pub struct Rules {
     pub providers: Vec<ProviderRules>,
     /// The values of a slot's `device`.
     pub devices: Vec<String>,
+    /// The range of a slot's `priority` (inclusive).
+    pub priority: [u8; 2],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -41,6 +45,10 @@ pub struct ProviderRules {
     /// Whether the provider runs a process (else it is an external upstream: `upstream`
     /// instead of `model`).
     pub runs_process: bool,
+    /// The slot fields this provider takes, in the order hal0 writes them.
+    pub fields: Vec<String>,
+    /// The fields a slot of this provider must set.
+    pub required: Vec<String>,
 }
 
 pub fn rules() -> Rules {
@@ -64,13 +72,24 @@ pub fn rules() -> Rules {
                 name: p.as_str().to_string(),
                 roles: p.roles().iter().map(|r| r.as_str().to_string()).collect(),
                 runs_process: p.runs_process(),
+                fields: field_names(|f| rules::applies(*p, f)),
+                required: field_names(|f| rules::required(*p, f)),
             })
             .collect(),
         devices: crate::model::Device::ALL
             .iter()
             .map(|d| d.as_str().to_string())
             .collect(),
+        priority: [*rules::PRIORITY_RANGE.start(), *rules::PRIORITY_RANGE.end()],
     }
+}
+
+fn field_names(keep: impl Fn(&str) -> bool) -> Vec<String> {
+    rules::SLOT_FIELDS
+        .iter()
+        .filter(|f| keep(f))
+        .map(|f| f.to_string())
+        .collect()
 }
 
 pub async fn get() -> Json<Rules> {
@@ -114,5 +133,26 @@ mod tests {
                 .any(|p| p.name == "openai-compatible" && !p.runs_process)
         );
         assert_eq!(r.devices, ["cpu", "igpu", "npu"]);
+    }
+
+    /// The per-provider fields come from the same tables the rules check with.
+    #[test]
+    fn provider_fields_are_the_rules_tables() {
+        let r = rules();
+        let of = |name: &str| {
+            r.providers
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap_or_else(|| panic!("no provider {name}"))
+        };
+        let llama = of("llama.cpp");
+        assert_eq!(llama.required, ["provider", "model"]);
+        assert!(llama.fields.iter().any(|f| f == "sleep_after"));
+        assert!(!llama.fields.iter().any(|f| f == "upstream"));
+        let up = of("openai-compatible");
+        assert_eq!(up.required, ["provider", "upstream"]);
+        assert!(!up.fields.iter().any(|f| f == "port" || f == "memory"));
+        assert!(up.fields.iter().any(|f| f == "api_key_env"));
+        assert_eq!(r.priority, [0, 100]);
     }
 }
