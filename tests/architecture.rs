@@ -19,12 +19,10 @@ const FORBIDDEN: [&str; 11] = [
 ];
 
 fn check_dir(dir: &Path, bad: &mut Vec<String>) {
-    for entry in std::fs::read_dir(dir).expect("read src dir") {
-        let path = entry.expect("dir entry").path();
-        if path.is_dir() {
-            check_dir(&path, bad);
-            continue;
-        }
+    let mut files = Vec::new();
+    sources(dir, &mut files);
+    assert!(!files.is_empty(), "no source under {}", dir.display());
+    for path in files {
         let text = std::fs::read_to_string(&path).expect("read source");
         for (i, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");

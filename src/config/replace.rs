@@ -51,10 +51,8 @@ pub fn replace_if_unchanged(path: &Path, base: &str, text: &str) -> std::io::Res
         let outcome = match exchange(&tmp, &target) {
             Ok(()) => after_exchange(&tmp, &target, base, text)?,
             Err(e) if exchange_unsupported(&e) => {
-                // No exchange on this filesystem: last look, then rename (a narrow gap stays).
-                if read_to_string(&target)? != base {
-                    return Ok(Replaced::Raced);
-                }
+                // No exchange on this filesystem: rename right after the last look above (a
+                // narrow gap stays).
                 std::fs::rename(&tmp, &target)?;
                 Replaced::Done
             }

@@ -19,6 +19,7 @@ const IN_FLIGHT: usize = 16;
 
 /// A part file being written by its own blocking thread.
 pub(super) struct PartWriter {
+    part: PathBuf,
     tx: Option<mpsc::Sender<Bytes>>,
     /// None once awaited (after the writer stopped early).
     done: Option<JoinHandle<Result<String>>>,
@@ -28,8 +29,10 @@ impl PartWriter {
     /// Opens `part` (appending when `resumed`, after hashing what is there; else truncating).
     pub(super) fn start(part: PathBuf, resumed: bool) -> Self {
         let (tx, rx) = mpsc::channel(IN_FLIGHT);
-        let done = tokio::task::spawn_blocking(move || write_part(&part, resumed, rx));
+        let path = part.clone();
+        let done = tokio::task::spawn_blocking(move || write_part(&path, resumed, rx));
         PartWriter {
+            part,
             tx: Some(tx),
             done: Some(done),
         }
@@ -49,9 +52,9 @@ impl PartWriter {
         match self.done.take() {
             Some(done) => match done.await {
                 Ok(Err(e)) => Err(e),
-                Ok(Ok(_)) | Err(_) => Err(writer_gone()),
+                Ok(Ok(_)) | Err(_) => Err(writer_gone(&self.part)),
             },
-            None => Err(writer_gone()),
+            None => Err(writer_gone(&self.part)),
         }
     }
 
@@ -60,15 +63,15 @@ impl PartWriter {
     pub(super) async fn finish(mut self) -> Result<String> {
         self.tx = None;
         match self.done.take() {
-            Some(done) => done.await.unwrap_or_else(|_| Err(writer_gone())),
-            None => Err(writer_gone()),
+            Some(done) => done.await.unwrap_or_else(|_| Err(writer_gone(&self.part))),
+            None => Err(writer_gone(&self.part)),
         }
     }
 }
 
-fn writer_gone() -> PullError {
+fn writer_gone(part: &Path) -> PullError {
     PullError::Io {
-        path: PathBuf::new(),
+        path: part.to_path_buf(),
         source: std::io::Error::other("the download's writer thread stopped"),
     }
 }
@@ -111,6 +114,7 @@ fn hash_file(path: &Path, hasher: &mut Sha256) -> Result<()> {
 
 /// Renames the finished part into place and fsyncs the directory, on a blocking thread.
 pub(super) async fn commit(part: PathBuf, dest: PathBuf) -> Result<()> {
+    let named = dest.clone();
     let joined = tokio::task::spawn_blocking(move || {
         std::fs::rename(&part, &dest).map_err(io(&dest))?;
         if let Some(dir) = dest.parent()
@@ -121,7 +125,7 @@ pub(super) async fn commit(part: PathBuf, dest: PathBuf) -> Result<()> {
         Ok(())
     })
     .await;
-    joined.unwrap_or_else(|_| Err(writer_gone()))
+    joined.unwrap_or_else(|_| Err(writer_gone(&named)))
 }
 
 #[cfg(test)]
