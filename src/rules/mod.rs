@@ -30,7 +30,9 @@ use std::ops::RangeInclusive;
 use crate::model::{BUILTIN_SLOTS, ProviderKind, Role, ServerSettings, SlotSpec};
 
 pub use set::{Claim, check_set, claims};
-pub use slot::{ENV_VAR_NAME_MESSAGE, ENV_VAR_PATTERN, check_slot, is_env_var_name, model_example};
+pub use slot::{
+    ENV_VAR_NAME_MESSAGE, ENV_VAR_PATTERN, check_slot, is_env_var_name, model_example, role_list,
+};
 pub use url::{REDACTED, redact_url};
 
 /// Every field of a slot (`[slots.<name>]` keys, a Slot's `spec` fields besides `replicas`),

@@ -137,7 +137,8 @@ fn provider_list(role: Role) -> String {
         .join(", ")
 }
 
-fn role_list(p: ProviderKind) -> String {
+/// The roles `p` serves, for messages: `chat, embeddings`.
+pub fn role_list(p: ProviderKind) -> String {
     p.roles()
         .iter()
         .map(|r| r.as_str())

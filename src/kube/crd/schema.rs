@@ -69,14 +69,6 @@ fn is_collection(field: &str) -> bool {
     COLLECTION_FIELDS.contains(&field)
 }
 
-fn role_list(p: ProviderKind) -> String {
-    p.roles()
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The rules on `spec`: required and misplaced fields per provider, the fields a cluster
 /// refuses, roles each provider can serve, which providers sleep, the probe's pair and the
 /// name of the key's variable.
@@ -178,7 +170,7 @@ pub fn spec_rules() -> Vec<Rule> {
         .collect();
     let served: Vec<String> = ProviderKind::ALL
         .into_iter()
-        .map(|p| format!("{}: {}", p.as_str(), role_list(p)))
+        .map(|p| format!("{}: {}", p.as_str(), rules::role_list(p)))
         .collect();
     rules.push(Rule {
         rule: format!("!has(self.role) || {}", per_provider.join(" || ")),
