@@ -11,7 +11,7 @@
 //! - `core`       PURE: plan(), lifecycle, ports, memory admission, turns, backoff, "did you mean" · model
 //! - `config`     hal0.toml: parse into types, the rules' violations at line:col, merged view · model, rules, core
 //! - `providers`  per provider: argv, env, health path, model refs · model
-//! - `http_client` the one HTTP client construction (gateway pools, probes, pulls, CLI): pooling, TLS roots, connect timeouts · nothing
+//! - `http_client` the one HTTP client construction (gateway pools, probes, pulls, CLI): pooling, TLS roots, connect timeouts; h1: the gateway's plain HTTP/1.1 upstream client · nothing
 //! - `pull`       hf: model downloads: resume, checksum, atomic rename, progress · providers, http_client
 //! - `runtime`    the Runtime trait + LaunchSpec; process/: command building, pull-before-start, supervisors, health, kill tree, logs, orphan reaping · model, providers, pull, core, http_client
 //! - `source`     file.rs: watch hal0.toml (notify + poll), debounce, torn-read guard · model, config

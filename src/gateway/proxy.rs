@@ -12,7 +12,6 @@ use axum::http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
 };
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::{Frame, SizeHint};
 
 use super::control::InFlight;
@@ -76,7 +75,7 @@ pub async fn forward(
 fn request(
     target: &targets::Upstream,
     upstream: Upstream,
-) -> Result<(&Arc<Pool>, Request<Full<Bytes>>), OpenAiError> {
+) -> Result<(&Arc<Pool>, Request<Bytes>), OpenAiError> {
     let Upstream {
         method,
         path_and_query,
@@ -122,7 +121,7 @@ fn request(
             })?
         }
     };
-    let mut req = Request::new(Full::new(body));
+    let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = Uri::from(path_and_query);
     *req.headers_mut() = headers;
