@@ -213,6 +213,9 @@ pub async fn run(config: &Path, shutdown: watch::Receiver<bool>) -> anyhow::Resu
             usize::try_from(server.max_connections).unwrap_or(usize::MAX),
         ),
         drain_timeout: server.drain_timeout.as_duration(),
+        workers: server
+            .workers
+            .map_or_else(gateway::listen::default_workers, |n| n as usize),
     };
     // On shutdown: stop accepting, drain (bounded), cut what is left; then stop the slots.
     let gateway_result = gateway::listen::serve(

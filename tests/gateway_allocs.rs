@@ -1,8 +1,9 @@
 //! Heap allocations per proxied request (issue 14): the gateway in this process, a counting
-//! global allocator on its runtime's threads, a real upstream process (`hal0-bench-upstream`),
-//! and a client on a thread of its own (not counted) sending keep-alive POSTs over a raw
-//! socket. Counted: everything hal0's runtime threads allocate while serving the requests —
-//! hyper's server and client, axum's routing, the gateway. Printed per request (run with
+//! global allocator on every thread but the test's own, a real upstream process
+//! (`hal0-bench-upstream`), and the test's thread as the client (not counted) sending
+//! keep-alive POSTs over a raw socket. Counted: everything hal0's threads (its runtime's, the
+//! gateway's workers) allocate while serving the requests — hyper's server, the upstream
+//! client, the gateway. Printed per request (run with
 //! `--nocapture` to see the figures), and bounded so a regression fails. So is the heap each
 //! open stream holds. `HAL0_ALLOC_TRACE=1` prints the call stack of every allocation of one
 //! request; `HAL0_ALLOC_TRACE=live`, where the heap of the open streams is held.
@@ -35,8 +36,9 @@ static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// Set on the gateway runtime's threads.
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
+    /// Cleared on the test's own thread (the client): every other thread is hal0's (its
+    /// runtime's and the gateway's worker threads).
+    static COUNTED: Cell<bool> = const { Cell::new(true) };
 }
 
 /// While set, every counted allocation's call stack is kept (`HAL0_ALLOC_TRACE=1`).
@@ -392,11 +394,11 @@ fn measure(client: &mut Client, req: &[u8], n: u64) -> (f64, f64) {
 
 #[test]
 fn proxied_requests_allocate_a_bounded_amount() {
+    COUNTED.with(|c| c.set(false));
     let upstream = UpstreamProcess::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .on_thread_start(|| COUNTED.with(|c| c.set(true)))
         .build()
         .expect("runtime");
     let port = upstream.port;

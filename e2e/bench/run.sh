@@ -17,6 +17,7 @@
 #   HAL0_BIN=<path>    benchmark this hal0 binary instead (e.g. a patched build); implies no
 #                      build of hal0 (the upstream is still built unless SKIP_BUILD=1)
 #   HAL0_ENV="K=V ..." extra environment for hal0 (e.g. TOKIO_WORKER_THREADS=1)
+#   HAL0_SERVER="..."  extra lines for hal0.toml's [server] table (e.g. "workers = 1")
 #   OUT=<dir>          results directory
 #   PROFILE=0          skip the CPU profile (default: when `perf` is installed, hal0 and nginx
 #                      are each sampled with `perf record` for 10 s of wrk -c128 after the
@@ -127,6 +128,7 @@ port_range = [$SLOT_PORT, $SLOT_PORT]
 state_dir = "$WORK/state"
 models_dir = "$WORK/models"
 stop_grace = "3s"
+${HAL0_SERVER:-}
 
 [providers."llama.cpp"]
 command = ["$UP", "serve"]
@@ -201,7 +203,7 @@ rss_record() { # phase
 # --- machine ----------------------------------------------------------------------------------
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD)
 GIT_DIRTY=$(git -C "$ROOT" status --porcelain -- src Cargo.toml | wc -l)
-record "$(python3 - "$DURATION" "$ROUNDS" "$SSE_CHUNKS" "$SSE_INTERVAL_MS" "$HOLD_STREAMS" "$GIT_REV" "$GIT_DIRTY" "$($NGINX -v 2>&1)" "$(wrk -v 2>&1 | head -1)" "${HAL0_BIN:-}" "${HAL0_ENV:-}" <<'EOF'
+record "$(python3 - "$DURATION" "$ROUNDS" "$SSE_CHUNKS" "$SSE_INTERVAL_MS" "$HOLD_STREAMS" "$GIT_REV" "$GIT_DIRTY" "$($NGINX -v 2>&1)" "$(wrk -v 2>&1 | head -1)" "${HAL0_BIN:-}" "${HAL0_ENV:-}" "${HAL0_SERVER:-}" <<'EOF'
 import json, os, platform, sys
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
@@ -209,7 +211,7 @@ a = sys.argv[1:]
 print(json.dumps({"kind": "machine", "cpus": os.cpu_count(), "cpu": cpu, "mem_mib": mem,
     "kernel": platform.release(), "duration_s": int(a[0]), "rounds": int(a[1]),
     "sse_chunks": int(a[2]), "sse_interval_ms": int(a[3]), "hold_streams": int(a[4]),
-    "git": a[5], "dirty_src_files": int(a[6]), "nginx": a[7], "wrk": a[8], "hal0_bin": a[9], "hal0_env": a[10],
+    "git": a[5], "dirty_src_files": int(a[6]), "nginx": a[7], "wrk": a[8], "hal0_bin": a[9], "hal0_env": a[10], "hal0_server": a[11],
     "load_at_start": open("/proc/loadavg").read().split()[:3]}))
 EOF
 )"

@@ -16,7 +16,7 @@ use crate::model::{
 pub(crate) const TOP_KEYS: [&str; 3] = ["server", "providers", "slots"];
 
 /// The keys allowed in `[server]`; one per `ServerSettings` field.
-pub(crate) const SERVER_KEYS: [&str; 23] = [
+pub(crate) const SERVER_KEYS: [&str; 24] = [
     "listen",
     "port_range",
     "models_dir",
@@ -38,6 +38,7 @@ pub(crate) const SERVER_KEYS: [&str; 23] = [
     "body_timeout",
     "client_idle_timeout",
     "max_connections",
+    "workers",
     "drain_timeout",
     "restart_drain",
 ];
@@ -129,6 +130,11 @@ fn server(sink: &mut Sink<'_>, t: &Table<'_, '_>, doc: &mut Document) {
                 &mut s.max_connections,
                 f.integer_in(sink, 1, 1_000_000).map(|n| n as u32),
             ),
+            "workers" => {
+                if let Some(n) = f.integer_in(sink, 1, 1024) {
+                    s.workers = Some(n as u32);
+                }
+            }
             "drain_timeout" => set(&mut s.drain_timeout, f.duration(sink)),
             "restart_drain" => set(&mut s.restart_drain, f.duration(sink)),
             _ => {}

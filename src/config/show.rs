@@ -68,6 +68,8 @@ pub struct ServerView {
     pub body_timeout: HumanDuration,
     pub client_idle_timeout: HumanDuration,
     pub max_connections: u32,
+    /// Unset: one per core.
+    pub workers: Option<u32>,
     pub drain_timeout: HumanDuration,
     pub restart_drain: HumanDuration,
 }
@@ -179,6 +181,7 @@ pub fn merged_view(state: &DesiredState) -> MergedView {
             body_timeout: s.body_timeout,
             client_idle_timeout: s.client_idle_timeout,
             max_connections: s.max_connections,
+            workers: s.workers,
             drain_timeout: s.drain_timeout,
             restart_drain: s.restart_drain,
         },

@@ -34,6 +34,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::workers::Workers;
 use super::{GatewayState, routes};
 
 /// The limits of [`serve`]; [`Default`] has the `[server]` defaults.
@@ -44,6 +45,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
+    /// Worker threads serving the connections (see [`super::workers`]); 0: serve them on the
+    /// caller's runtime.
+    pub workers: usize,
 }
 
 impl Default for Limits {
@@ -54,8 +58,14 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             drain_timeout: Duration::from_secs(10),
+            workers: super::workers::default_count(),
         }
     }
+}
+
+/// One worker per core (see [`super::workers`]).
+pub fn default_workers() -> usize {
+    super::workers::default_count()
 }
 
 /// After the drain time, how long open streams get to send their error event and end.
@@ -152,6 +162,10 @@ pub async fn serve(
     cut: watch::Sender<bool>,
 ) -> std::io::Result<()> {
     let app = app.into();
+    let workers = match limits.workers {
+        0 => None,
+        n => Some(Workers::start(n)?),
+    };
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
@@ -199,6 +213,17 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
+        // A worker's runtime must own the socket: its own I/O driver then wakes its tasks.
+        let (tcp, worker) = match &workers {
+            None => (Accepted::Here(tcp), None),
+            Some(w) => match tcp.into_std() {
+                Ok(std) => (Accepted::Moved(std), Some(w.pick())),
+                Err(e) => {
+                    tracing::warn!("cannot hand a connection to a worker: {e}");
+                    continue;
+                }
+            },
+        };
         let app = app.clone();
         let limits = limits.clone();
         let drain = drain_rx.clone();
@@ -207,11 +232,24 @@ pub async fn serve(
         next_id += 1;
         lock(&live).insert(id, activity.clone());
         let live = live.clone();
-        conns.spawn(async move {
-            connection(tcp, app, &limits, drain, activity).await;
+        let task = async move {
+            match tcp.register() {
+                Ok(tcp) => connection(tcp, app, &limits, drain, activity).await,
+                Err(e) => tracing::warn!("cannot serve a connection on a worker: {e}"),
+            }
             lock(&live).remove(&id);
             drop(permit);
-        });
+        };
+        match worker {
+            None => conns.spawn(task),
+            Some((handle, seat)) => conns.spawn_on(
+                async move {
+                    task.await;
+                    drop(seat);
+                },
+                handle,
+            ),
+        };
     }
     drop(listener);
     let _ = drain_tx.send(true);
@@ -234,6 +272,22 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// An accepted connection: registered with this runtime, or to be registered with a worker's.
+enum Accepted {
+    Here(TcpStream),
+    Moved(std::net::TcpStream),
+}
+
+impl Accepted {
+    /// The connection, registered with the runtime this is called on.
+    fn register(self) -> std::io::Result<TcpStream> {
+        match self {
+            Accepted::Here(tcp) => Ok(tcp),
+            Accepted::Moved(std) => TcpStream::from_std(std),
+        }
+    }
 }
 
 /// The open connections' activity, to find the one idle longest when the cap is reached.

@@ -8,6 +8,7 @@
 //! - `control`  the SlotControl trait (ensure_ready, activity) the controller implements
 //! - `errors`   OpenAI-shaped errors (also for axum's own plain-text and empty ones)
 //! - `listen`   serving connections: cap, header/body/idle timeouts, accept backoff, drain
+//! - `workers`  one single-threaded runtime per core serving the connections handed to it
 //! - `metrics`  /metrics in Prometheus text: per-slot state, loads, queue wait, requests, TTFB
 //! - `models`   GET /v1/models, /v1/models/{id}
 //! - `stream`   streaming requests that wait for a load: SSE keep-alives, then the stream
@@ -31,6 +32,7 @@ mod routes;
 mod stream;
 mod targets;
 mod wake;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::future::Future;

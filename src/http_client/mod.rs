@@ -26,6 +26,22 @@ mod pool;
 pub use h1::H1Error;
 pub use pool::{Pool, PoolError, PooledBody};
 
+thread_local! {
+    /// Which event loop this thread is (see [`set_lane`]); 0 for any other thread.
+    static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks this thread as event loop `lane` (1, 2, …): the gateway's worker threads each run
+/// their own runtime, whose I/O driver owns the sockets opened on it, so [`Pool`]s keep their
+/// idle connections per lane and a request only takes one opened on its own thread.
+pub fn set_lane(lane: usize) {
+    LANE.with(|l| l.set(lane));
+}
+
+fn lane() -> usize {
+    LANE.with(std::cell::Cell::get)
+}
+
 /// Every client sends whole bodies (requests are small, or read whole first, as the gateway's).
 pub type RequestBody = Full<Bytes>;
 

@@ -87,7 +87,8 @@ struct Idle {
 pub struct Pool {
     connect: Connect,
     settings: Settings,
-    idle: Mutex<VecDeque<Idle>>,
+    /// Idle connections per lane (see [`super::set_lane`]), most recently used last.
+    idle: Mutex<Vec<VecDeque<Idle>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -125,7 +126,7 @@ impl Pool {
         Arc::new(Pool {
             connect,
             settings,
-            idle: Mutex::new(VecDeque::new()),
+            idle: Mutex::new(Vec::new()),
         })
     }
 
@@ -137,14 +138,19 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<VecDeque<Idle>>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most recently used idle connection of this thread's lane.
+    fn pop_idle(&self) -> Option<Idle> {
+        self.lock().get_mut(super::lane())?.pop_back()
     }
 
     /// The most recently used live connection, if any.
     async fn checkout(&self) -> Option<Conn> {
         loop {
-            let idle = self.lock().pop_back()?;
+            let idle = self.pop_idle()?;
             if idle.since.elapsed() >= self.settings.idle_timeout {
                 continue;
             }
@@ -178,7 +184,12 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let mut idle = self.lock();
+        let lane = super::lane();
+        let mut lanes = self.lock();
+        if lanes.len() <= lane {
+            lanes.resize_with(lane + 1, VecDeque::new);
+        }
+        let idle = &mut lanes[lane];
         // The oldest first: drop the ones idle too long, and make room.
         while let Some(front) = idle.front() {
             if idle.len() >= self.settings.max_idle_per_host

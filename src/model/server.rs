@@ -61,6 +61,8 @@ pub struct ServerSettings {
     /// Most client connections open at once (lowered to what the open-file limit allows);
     /// more wait to be accepted.
     pub max_connections: u32,
+    /// Threads serving client connections, each with its own event loop; unset: one per core.
+    pub workers: Option<u32>,
     /// After SIGTERM, how long requests in flight may take to finish before hal0 ends them
     /// (streams get an error event) and stops the slots.
     pub drain_timeout: HumanDuration,
@@ -96,6 +98,7 @@ impl Default for ServerSettings {
             body_timeout: HumanDuration::from_secs(60),
             client_idle_timeout: HumanDuration::from_secs(60),
             max_connections: 1024,
+            workers: None,
             drain_timeout: HumanDuration::from_secs(10),
             restart_drain: HumanDuration::from_secs(10),
         }
