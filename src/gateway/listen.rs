@@ -355,11 +355,10 @@ async fn connection(
                     Box::pin(app.router.oneshot(req.map(Body::new))).await?
                 }
             };
-            Ok::<_, std::convert::Infallible>(resp.map(|b| {
-                Body::new(Guarded {
-                    inner: b,
-                    _guard: guard,
-                })
+            // Not boxed again: hyper takes the wrapper as it is.
+            Ok::<_, std::convert::Infallible>(resp.map(|b| Guarded {
+                inner: b,
+                _guard: guard,
             }))
         }
     });

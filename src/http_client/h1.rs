@@ -183,13 +183,18 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads the response head (interim 1xx responses skipped).
-    pub async fn read_head(&mut self, method: &Method) -> Result<Head, H1Error> {
+    /// Reads the response head (interim 1xx responses skipped). Its headers go into `headers`
+    /// (cleared first, once the head is complete): the request's map, reused.
+    pub async fn read_head(
+        &mut self,
+        method: &Method,
+        headers: &mut HeaderMap,
+    ) -> Result<Head, H1Error> {
         let mut received = false;
         loop {
             if !self.rbuf.is_empty() {
                 received = true;
-                match parse_head(&mut self.rbuf, method)? {
+                match parse_head(&mut self.rbuf, method, headers)? {
                     Some(head) => return Ok(head),
                     None if self.rbuf.len() > MAX_HEAD => return Err(H1Error::HeadTooLarge),
                     None => {}
@@ -278,8 +283,13 @@ fn encode_head(out: &mut Vec<u8>, method: &Method, path: &str, headers: &HeaderM
 }
 
 /// Parses a complete response head off the front of `buf`; `None` while it is incomplete.
-/// Interim (1xx) responses are consumed and skipped.
-fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Error> {
+/// Interim (1xx) responses are consumed and skipped. The headers are read into `headers`
+/// (cleared first; its memory reused), which the returned head then owns.
+fn parse_head(
+    buf: &mut BytesMut,
+    method: &Method,
+    headers: &mut HeaderMap,
+) -> Result<Option<Head>, H1Error> {
     loop {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut slots);
@@ -320,7 +330,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
             );
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        headers.clear();
+        headers.reserve(count);
         for &(n0, n1, v0, v1) in &spans[..count] {
             let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize])
                 .map_err(|_| H1Error::Malformed("a header name"))?;
@@ -328,12 +339,12 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Err
                 .map_err(|_| H1Error::Malformed("a header value"))?;
             headers.append(name, value);
         }
-        let framing = framing(status, method, &headers)?;
-        let keep_alive = keep_alive(version, &headers) && framing != Framing::Eof;
+        let framing = framing(status, method, headers)?;
+        let keep_alive = keep_alive(version, headers) && framing != Framing::Eof;
         return Ok(Some(Head {
             status,
             version,
-            headers,
+            headers: std::mem::take(headers),
             framing,
             keep_alive,
         }));

@@ -2,7 +2,7 @@ use super::*;
 
 fn head_of(raw: &str, method: &Method) -> Result<Option<Head>, H1Error> {
     let mut buf = BytesMut::from(raw);
-    parse_head(&mut buf, method)
+    parse_head(&mut buf, method, &mut HeaderMap::new())
 }
 
 fn head(raw: &str) -> Head {
@@ -92,11 +92,13 @@ fn a_head_is_parsed_once_complete_and_interim_responses_are_skipped() {
     let raw = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nx-a: 1\r\nX-A: 2\r\ncontent-type: text/event-stream\r\ncontent-length: 3\r\n\r\nabc";
     for cut in 0..raw.len() - 3 {
         let mut buf = BytesMut::from(&raw[..cut]);
-        let r = parse_head(&mut buf, &Method::POST).expect("valid so far");
+        let r = parse_head(&mut buf, &Method::POST, &mut HeaderMap::new()).expect("valid so far");
         assert!(r.is_none(), "complete at {cut} of {}?", raw.len());
     }
     let mut buf = BytesMut::from(raw);
-    let h = parse_head(&mut buf, &Method::POST).unwrap().unwrap();
+    let h = parse_head(&mut buf, &Method::POST, &mut HeaderMap::new())
+        .unwrap()
+        .unwrap();
     assert_eq!(h.status, StatusCode::CREATED);
     let values: Vec<_> = h.headers.get_all("x-a").iter().collect();
     assert_eq!(values, ["1", "2"], "repeated headers are kept in order");
@@ -244,7 +246,8 @@ async fn a_connection_is_reused_until_the_server_closes_it() {
         conn.write_request(&Method::POST, "/v1/x", &headers, &Bytes::from_static(b"{}"))
             .await
             .unwrap();
-        let mut head = conn.read_head(&Method::POST).await.unwrap();
+        let mut map = headers.clone();
+        let mut head = conn.read_head(&Method::POST, &mut map).await.unwrap();
         let mut body = Vec::new();
         while let Some(piece) =
             std::future::poll_fn(|cx| conn.poll_body(&mut head.framing, cx)).await

@@ -271,7 +271,7 @@ impl Pool {
                 return self.send_hyper(connector, origin, req.map(Full::new)).await;
             }
         };
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         loop {
             let (conn, reused) = match self.checkout().await {
                 Some(Conn::Plain(c)) => (c, true),
@@ -280,7 +280,7 @@ impl Pool {
                 None => (Box::pin(self.connect_plain(to)).await?, false),
             };
             let mut conn = conn;
-            match exchange(&mut conn, &parts, &body).await {
+            match exchange(&mut conn, &mut parts, &body).await {
                 Ok(head) => return Ok(self.plain_response(conn, head)),
                 // The upstream closed the idle connection as the request went out: it never
                 // saw the request, which goes again on another connection.
@@ -356,22 +356,29 @@ impl Pool {
     }
 }
 
-/// Writes the request and reads the response head.
+/// Writes the request and reads the response head, into the request's header map (reused: it
+/// is not needed once the answer has begun).
 async fn exchange(
     conn: &mut h1::Conn,
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     body: &Bytes,
 ) -> Result<h1::Head, H1Error> {
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     conn.write_request(&parts.method, path, &parts.headers, body)
         .await?;
-    conn.read_head(&parts.method).await
+    conn.read_head(&parts.method, &mut parts.headers).await
 }
 
 /// A response body from a [`Pool`]: at its end the connection goes back to the pool; dropped
 /// before that, it closes the connection.
 pub struct PooledBody {
     inner: Inner,
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody").finish_non_exhaustive()
+    }
 }
 
 enum Inner {
@@ -486,3 +493,7 @@ impl hyper::body::Body for PooledBody {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;
