@@ -327,15 +327,9 @@ impl<R: Runtime> Controller<R> {
                 }
             }
         }
-        // Requests on a ready slot with nothing waiting on them need no replanning; watch the
-        // rest (idle slots, and slots with requests in flight, whose end may unblock a restart,
-        // an unload or a removal).
-        let observed = &self.observed;
-        self.activity.watch_only(|slot| {
-            observed
-                .get(slot)
-                .is_none_or(|o| o.phase != Phase::Ready || o.in_flight > 0 || o.draining.is_some())
-        });
+        let (desired, observed) = (&self.desired, &self.observed);
+        self.activity
+            .watch_only(|slot| core::watches_activity(desired.slots.get(slot), observed.get(slot)));
         self.logged_phases = self
             .observed
             .iter()

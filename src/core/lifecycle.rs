@@ -506,3 +506,49 @@ mod tests {
         assert!(o.want_loaded);
     }
 }
+
+/// Whether the controller wants to hear when the slot's requests in flight cross zero (each
+/// crossing wakes it for a round). Not for a ready slot with nothing in flight and no drain
+/// (its requests change no plan), nor ever for an external upstream (it runs nothing here);
+/// yes for the rest: idle slots (a request wakes them), slots with requests in flight (their end
+/// may unblock a restart, an unload or a removal), slots no longer declared.
+pub fn watches_activity(spec: Option<&SlotSpec>, obs: Option<&ObservedSlot>) -> bool {
+    if spec.is_some_and(|s| !s.provider.runs_process()) {
+        return false;
+    }
+    obs.is_none_or(|o| o.phase != Phase::Ready || o.in_flight > 0 || o.draining.is_some())
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+    use crate::model::ProviderKind;
+
+    #[test]
+    fn only_slots_whose_requests_can_change_a_plan_are_watched() {
+        let local = SlotSpec::new(ProviderKind::LlamaCpp, Some("/m.gguf"));
+        let external = SlotSpec::new(ProviderKind::OpenAiCompatible, None);
+        let ready = ObservedSlot {
+            phase: Phase::Ready,
+            ..ObservedSlot::default()
+        };
+        let busy = ObservedSlot {
+            in_flight: 1,
+            ..ready.clone()
+        };
+        assert!(!watches_activity(Some(&local), Some(&ready)));
+        assert!(watches_activity(Some(&local), Some(&busy)));
+        assert!(
+            watches_activity(Some(&local), Some(&ObservedSlot::default())),
+            "stopped"
+        );
+        assert!(watches_activity(Some(&local), None), "not seen yet");
+        assert!(watches_activity(None, Some(&busy)), "being removed");
+        for obs in [None, Some(&ready), Some(&busy)] {
+            assert!(
+                !watches_activity(Some(&external), obs),
+                "an external upstream"
+            );
+        }
+    }
+}

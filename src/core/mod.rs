@@ -30,7 +30,7 @@ mod turns_tests;
 
 pub use admission::{Admission, Demand, Holder, Make, admit};
 pub use backoff::RestartPolicy;
-pub use lifecycle::{Event, on_action, on_event, on_spec_change};
+pub use lifecycle::{Event, on_action, on_event, on_spec_change, watches_activity};
 pub use observed::ObservedSlot;
 pub use plan::{Action, Plan, StopReason, plan};
 pub use ports::{PortError, assign_ports};

@@ -398,11 +398,24 @@ async fn connection(
     }
 }
 
-/// Milliseconds since a process-wide epoch, for atomics.
+/// Milliseconds of the coarse monotonic clock, for atomics: read on every I/O of every
+/// connection, so it is the clock the kernel keeps per tick (no hardware clock read; a few ms
+/// of resolution, plenty for timeouts of seconds).
 fn now_ms() -> u64 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    use nix::time::{ClockId, clock_gettime};
+    match clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE) {
+        Ok(t) => {
+            let secs = u64::try_from(t.tv_sec()).unwrap_or(0);
+            let ms = u64::try_from(t.tv_nsec()).unwrap_or(0) / 1_000_000;
+            secs.saturating_mul(1000).saturating_add(ms)
+        }
+        // Not on Linux: the precise clock, since a process-wide epoch.
+        Err(_) => {
+            static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+            u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        }
+    }
 }
 
 /// What a connection's watchdog looks at. Times are [`now_ms`] values, 0 for "none".
