@@ -185,6 +185,7 @@ fn show_fills_in_every_default() {
     assert_eq!(server["memory_budget"], "unlimited");
     assert_eq!(server["load_timeout"], "5m");
     assert_eq!(server["stop_grace"], "10s");
+    assert_eq!(server["workers"], "auto");
     let primary = &v["slots"]["primary"];
     assert_eq!(primary["role"], "chat");
     assert_eq!(primary["builtin"], true);

@@ -63,6 +63,21 @@ fn an_empty_file_is_a_valid_config_with_no_slots() {
 }
 
 #[test]
+fn gateway_workers_are_a_count_or_auto() {
+    let workers = |text: &str| parse(Path::new("h.toml"), text).map(|s| s.server.workers);
+    assert_eq!(workers("[server]\nworkers = 3\n").ok(), Some(Some(3)));
+    assert_eq!(workers("[server]\nworkers = \"auto\"\n").ok(), Some(None));
+    assert_eq!(workers("").ok(), Some(None));
+    for bad in ["workers = 0", "workers = \"many\"", "workers = 2000"] {
+        let e = workers(&format!("[server]\n{bad}\n")).expect_err(bad);
+        assert!(
+            e.to_string().starts_with("h.toml:2:11: server.workers: "),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
 fn diagnostics_serialise_for_the_api() {
     let e = parse(Path::new("h.toml"), "[server]\nlisen = 1\n").expect_err("invalid");
     let v = serde_json::to_value(&e).unwrap_or_default();

@@ -131,8 +131,8 @@ fn server(sink: &mut Sink<'_>, t: &Table<'_, '_>, doc: &mut Document) {
                 f.integer_in(sink, 1, 1_000_000).map(|n| n as u32),
             ),
             "workers" => {
-                if let Some(n) = f.integer_in(sink, 1, 1024) {
-                    s.workers = Some(n as u32);
+                if let Some(n) = f.integer_or_auto(sink, 1, 1024) {
+                    s.workers = n.map(|n| n as u32);
                 }
             }
             "drain_timeout" => set(&mut s.drain_timeout, f.duration(sink)),

@@ -68,8 +68,8 @@ pub struct ServerView {
     pub body_timeout: HumanDuration,
     pub client_idle_timeout: HumanDuration,
     pub max_connections: u32,
-    /// Unset: one per core.
-    pub workers: Option<u32>,
+    /// A number, or `"auto"` (one per core) when unset.
+    pub workers: AutoOr,
     pub drain_timeout: HumanDuration,
     pub restart_drain: HumanDuration,
 }
@@ -95,6 +95,22 @@ impl Serialize for PortView {
         match self {
             PortView::Auto => s.serialize_str("auto"),
             PortView::Pinned(p) => s.serialize_u16(*p),
+        }
+    }
+}
+
+/// A number, or `"auto"` when left to hal0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoOr {
+    Auto,
+    Set(u32),
+}
+
+impl Serialize for AutoOr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AutoOr::Auto => s.serialize_str("auto"),
+            AutoOr::Set(n) => s.serialize_u32(*n),
         }
     }
 }
@@ -181,7 +197,7 @@ pub fn merged_view(state: &DesiredState) -> MergedView {
             body_timeout: s.body_timeout,
             client_idle_timeout: s.client_idle_timeout,
             max_connections: s.max_connections,
-            workers: s.workers,
+            workers: s.workers.map_or(AutoOr::Auto, AutoOr::Set),
             drain_timeout: s.drain_timeout,
             restart_drain: s.restart_drain,
         },

@@ -198,6 +198,21 @@ impl<'a, 'i> Field<'a, 'i> {
         integer_in(sink, self.node, &self.path, lo, hi)
     }
 
+    /// An integer in `lo..=hi`, or `"auto"` (`Some(None)`).
+    pub fn integer_or_auto(&self, sink: &mut Sink<'_>, lo: i128, hi: i128) -> Option<Option<i128>> {
+        match self.node.get_ref() {
+            DeValue::String(s) if s == "auto" => Some(None),
+            DeValue::String(_) => {
+                self.error(
+                    sink,
+                    format!("expected \"auto\" or an integer from {lo} to {hi}"),
+                );
+                None
+            }
+            _ => self.integer_in(sink, lo, hi).map(Some),
+        }
+    }
+
     /// A string naming one of `allowed`, with a "did you mean" for near misses.
     pub fn one_of(
         &self,

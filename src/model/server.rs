@@ -61,7 +61,8 @@ pub struct ServerSettings {
     /// Most client connections open at once (lowered to what the open-file limit allows);
     /// more wait to be accepted.
     pub max_connections: u32,
-    /// Threads serving client connections, each with its own event loop; unset: one per core.
+    /// Threads serving client connections, each with its own event loop; unset (or `"auto"`):
+    /// one per core.
     pub workers: Option<u32>,
     /// After SIGTERM, how long requests in flight may take to finish before hal0 ends them
     /// (streams get an error event) and stops the slots.
