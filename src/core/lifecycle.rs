@@ -508,15 +508,23 @@ mod tests {
 }
 
 /// Whether the controller wants to hear when the slot's requests in flight cross zero (each
-/// crossing wakes it for a round). Not for a ready slot with nothing in flight and no drain
-/// (its requests change no plan), nor ever for an external upstream (it runs nothing here);
-/// yes for the rest: idle slots (a request wakes them), slots with requests in flight (their end
-/// may unblock a restart, an unload or a removal), slots no longer declared.
+/// crossing wakes it for a round). Yes when the end of a request can change the plan: a slot
+/// not ready (a request wakes an idle or sleeping one), draining, no longer declared, or with a
+/// restart or an unload waiting for its requests to end. Not for a ready slot that is simply
+/// serving (its idle clock is looked at on a timer, see `plan`), nor ever for an external
+/// upstream (it runs nothing here). Otherwise every request would wake the controller twice.
 pub fn watches_activity(spec: Option<&SlotSpec>, obs: Option<&ObservedSlot>) -> bool {
-    if spec.is_some_and(|s| !s.provider.runs_process()) {
+    let Some(spec) = spec else {
+        return true;
+    };
+    if !spec.provider.runs_process() {
         return false;
     }
-    obs.is_none_or(|o| o.phase != Phase::Ready || o.in_flight > 0 || o.draining.is_some())
+    obs.is_none_or(|o| {
+        o.phase != Phase::Ready
+            || o.draining.is_some()
+            || (o.in_flight > 0 && (o.held_since.is_some() || !o.want_loaded))
+    })
 }
 
 #[cfg(test)]
@@ -530,6 +538,7 @@ mod watch_tests {
         let external = SlotSpec::new(ProviderKind::OpenAiCompatible, None);
         let ready = ObservedSlot {
             phase: Phase::Ready,
+            want_loaded: true,
             ..ObservedSlot::default()
         };
         let busy = ObservedSlot {
@@ -537,7 +546,34 @@ mod watch_tests {
             ..ready.clone()
         };
         assert!(!watches_activity(Some(&local), Some(&ready)));
-        assert!(watches_activity(Some(&local), Some(&busy)));
+        assert!(
+            !watches_activity(Some(&local), Some(&busy)),
+            "simply serving"
+        );
+        let held = ObservedSlot {
+            held_since: Some(Time::ZERO),
+            ..busy.clone()
+        };
+        assert!(
+            watches_activity(Some(&local), Some(&held)),
+            "a restart waits"
+        );
+        let unloading = ObservedSlot {
+            want_loaded: false,
+            ..busy.clone()
+        };
+        assert!(
+            watches_activity(Some(&local), Some(&unloading)),
+            "an unload waits"
+        );
+        let idle = ObservedSlot {
+            phase: Phase::Idle,
+            ..ready.clone()
+        };
+        assert!(
+            watches_activity(Some(&local), Some(&idle)),
+            "a request wakes it"
+        );
         assert!(
             watches_activity(Some(&local), Some(&ObservedSlot::default())),
             "stopped"

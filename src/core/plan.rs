@@ -162,6 +162,13 @@ pub fn plan(
                     if matches!(obs.phase, Phase::Idle | Phase::Sleeping) {
                         marks.push(Action::MarkReady { slot: name.clone() });
                     }
+                    // The end of a request does not wake the controller (see
+                    // `watches_activity`): the slot can be idle no sooner than this.
+                    let timeout = spec.effective_idle_timeout().as_duration();
+                    // A draining slot is watched: the end of its last request wakes it.
+                    if obs.phase == Phase::Ready && obs.draining.is_none() && !timeout.is_zero() {
+                        out.wake(now + timeout);
+                    }
                     // Never restart or unload under a request; look again when it ends.
                     continue;
                 }

@@ -300,13 +300,13 @@ fn lifecycle_table() {
             wake_at: None,
         },
         Row {
-            name: "a request in flight keeps a slot ready",
+            name: "a request in flight keeps a slot ready; it may be idle idle_timeout from now at the earliest",
             world: World::new()
                 .slot("a", timeout(60))
                 .observe("a", Phase::Ready, |o| o.in_flight = 1),
             now: 1000,
             want: vec![],
-            wake_at: None,
+            wake_at: Some(1060),
         },
         Row {
             name: "activity on an idle slot makes it ready",

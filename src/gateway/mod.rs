@@ -113,6 +113,12 @@ impl GatewayState {
         }))
     }
 
+    /// A copy with its own reference count (the fields are shared as before): a connection
+    /// takes one, so its requests' clones do not all write to one count.
+    pub fn own_copy(&self) -> Self {
+        GatewayState(Arc::new((*self.0).clone()))
+    }
+
     fn shared_mut(&mut self) -> &mut Shared {
         Arc::make_mut(&mut self.0)
     }

@@ -42,6 +42,12 @@ fn lane() -> usize {
     LANE.with(std::cell::Cell::get)
 }
 
+/// How many lanes a pool keeps: one per core and one for every other thread. A lane number
+/// beyond that (more workers than cores) shares a lane, by its remainder.
+fn lanes() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) + 1
+}
+
 /// Every client sends whole bodies (requests are small, or read whole first, as the gateway's).
 pub type RequestBody = Full<Bytes>;
 
@@ -53,7 +59,8 @@ pub type Client = legacy::Client<HttpsConnector<HttpConnector>, RequestBody>;
 pub struct Settings {
     /// Give up connecting after this long.
     pub connect_timeout: Duration,
-    /// Idle keep-alive connections kept per host; 0: a fresh connection per request.
+    /// Idle keep-alive connections kept per host (a gateway [`Pool`]: per worker); 0: a fresh
+    /// connection per request.
     pub max_idle_per_host: usize,
     /// Idle connections are closed after this long.
     pub idle_timeout: Duration,
@@ -62,11 +69,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The gateway to external upstreams (and Kubernetes slot Services): kept-alive
-    /// connections for bursts of requests, TLS for hosted APIs.
+    /// The gateway to slots and external upstreams (and Kubernetes slot Services):
+    /// kept-alive connections for bursts of requests (64 idle per gateway worker: a burst's
+    /// connections beyond that are closed when it ends), TLS for hosted APIs.
     pub const UPSTREAM: Settings = Settings {
         connect_timeout: Duration::from_secs(10),
-        max_idle_per_host: 256,
+        max_idle_per_host: 64,
         idle_timeout: Duration::from_secs(90),
         tls: true,
     };

@@ -87,9 +87,15 @@ struct Idle {
 pub struct Pool {
     connect: Connect,
     settings: Settings,
-    /// Idle connections per lane (see [`super::set_lane`]), most recently used last.
-    idle: Mutex<Vec<VecDeque<Idle>>>,
+    /// Idle connections per lane (see [`super::set_lane`]), most recently used last; each
+    /// lane has its own lock on its own cache line, so worker threads never contend.
+    lanes: Box<[Lane]>,
 }
+
+/// One lane's idle connections.
+#[repr(align(128))]
+#[derive(Default)]
+struct Lane(Mutex<VecDeque<Idle>>);
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,7 +132,7 @@ impl Pool {
         Arc::new(Pool {
             connect,
             settings,
-            idle: Mutex::new(Vec::new()),
+            lanes: (0..super::lanes()).map(|_| Lane::default()).collect(),
         })
     }
 
@@ -138,13 +144,15 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<VecDeque<Idle>>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    /// This thread's lane.
+    fn lane(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        let i = super::lane() % self.lanes.len().max(1);
+        self.lanes[i].0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The most recently used idle connection of this thread's lane.
     fn pop_idle(&self) -> Option<Idle> {
-        self.lock().get_mut(super::lane())?.pop_back()
+        self.lane().pop_back()
     }
 
     /// The most recently used live connection, if any.
@@ -184,12 +192,7 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let lane = super::lane();
-        let mut lanes = self.lock();
-        if lanes.len() <= lane {
-            lanes.resize_with(lane + 1, VecDeque::new);
-        }
-        let idle = &mut lanes[lane];
+        let mut idle = self.lane();
         // The oldest first: drop the ones idle too long, and make room.
         while let Some(front) = idle.front() {
             if idle.len() >= self.settings.max_idle_per_host
