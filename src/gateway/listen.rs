@@ -381,30 +381,105 @@ async fn connection(
         .header_read_timeout(None);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
+    // The watchdog is polled only when one of its own wake-ups fired, not at every wake-up of
+    // the connection (each I/O event of each request): its timer, eviction notice and drain
+    // watch would otherwise be polled, and the two notices locked, a few times per request.
+    let side = Arc::new(SideWake::default());
+    let side_waker = std::task::Waker::from(side.clone());
     let mut draining = false;
     loop {
-        let check_in = activity.next_check(limits);
-        tokio::select! {
-            _ = conn.as_mut() => return,
-            () = activity.evict.notified(), if activity.in_flight() == 0 => {
+        let watch = watchdog(&activity, limits, &mut drain, draining);
+        tokio::pin!(watch);
+        side.fired.store(true, Ordering::Release);
+        let outcome = std::future::poll_fn(|cx| {
+            if conn.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            side.parent.register(cx.waker());
+            if side.fired.swap(false, Ordering::AcqRel) {
+                let mut side_cx = Context::from_waker(&side_waker);
+                if let Poll::Ready(v) = watch.as_mut().poll(&mut side_cx) {
+                    return Poll::Ready(Some(v));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match outcome {
+            None => return,
+            Some(Verdict::Evicted) => {
                 tracing::debug!("closing an idle client connection to make room for a new one");
                 return;
             }
-            () = tokio::time::sleep(check_in) => {
-                if let Some(why) = activity.expired(limits) {
-                    tracing::debug!("closing a client connection: {why}");
-                    return;
-                }
+            Some(Verdict::Expired(why)) => {
+                tracing::debug!("closing a client connection: {why}");
+                return;
             }
-            r = drain.wait_for(|d| *d), if !draining => {
+            Some(Verdict::Drain { closed }) => {
                 draining = true;
-                if r.is_err() || activity.in_flight() == 0 {
+                if closed || activity.in_flight() == 0 {
                     // Idle, or half-way through sending a request: nothing to finish.
                     return;
                 }
                 conn.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// What a connection's watchdog saw.
+enum Verdict {
+    /// The connection cap is reached and this connection, idle, makes room.
+    Evicted,
+    /// A timeout passed.
+    Expired(&'static str),
+    /// Shutdown began (`closed`: the drain signal is gone).
+    Drain { closed: bool },
+}
+
+/// Waits for a reason to close the connection or begin its drain.
+async fn watchdog(
+    activity: &Activity,
+    limits: &Limits,
+    drain: &mut watch::Receiver<bool>,
+    draining: bool,
+) -> Verdict {
+    loop {
+        let check_in = activity.next_check(limits);
+        tokio::select! {
+            () = activity.evict.notified() => {
+                // A request may have started since the notice was sent.
+                if activity.in_flight() == 0 {
+                    return Verdict::Evicted;
+                }
+            }
+            () = tokio::time::sleep(check_in) => {
+                if let Some(why) = activity.expired(limits) {
+                    return Verdict::Expired(why);
+                }
+            }
+            r = drain.wait_for(|d| *d), if !draining => {
+                return Verdict::Drain { closed: r.is_err() };
+            }
+        }
+    }
+}
+
+/// Wakes a connection's task for its watchdog, and says so.
+#[derive(Default)]
+struct SideWake {
+    fired: std::sync::atomic::AtomicBool,
+    parent: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for SideWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.parent.wake();
     }
 }
 

@@ -31,9 +31,36 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::HOST,
 ];
 
-/// Removes the hop-by-hop headers in place (the map is forwarded, not copied).
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in &HOP_BY_HOP {
+/// What the client's request must not carry upstream: the hop-by-hop headers, its own
+/// credentials (the slot's are added), and its length (the body may have been rewritten).
+const NOT_FORWARDED: [HeaderName; 12] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    header::CONTENT_LENGTH,
+];
+
+/// Removes the headers `names` lists, in place (the map is forwarded, not copied). The map's
+/// own names are looked at once: a message carries a handful of headers and one or two of
+/// these, so only those are hashed and removed.
+fn strip(headers: &mut HeaderMap, names: &[HeaderName]) {
+    let mut found: [Option<HeaderName>; 12] = Default::default();
+    let mut n = 0;
+    for name in headers.keys() {
+        if n < found.len() && names.contains(name) {
+            found[n] = Some(name.clone());
+            n += 1;
+        }
+    }
+    for name in found.iter().flatten() {
         headers.remove(name);
     }
 }
@@ -82,11 +109,7 @@ fn request(
         mut headers,
         body,
     } = upstream;
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::AUTHORIZATION);
-    headers.remove("x-api-key");
-    // The body may have been rewritten; hyper sets the length of the body it sends.
-    headers.remove(header::CONTENT_LENGTH);
+    strip(&mut headers, &NOT_FORWARDED);
     let targets::Upstream::Ready {
         pool,
         host,
@@ -138,7 +161,7 @@ fn response(resp: Response<PooledBody>, in_flight: InFlight) -> Response<Body> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    strip_hop_by_hop(&mut parts.headers);
+    strip(&mut parts.headers, &HOP_BY_HOP);
     if is_sse {
         parts
             .headers
@@ -191,5 +214,56 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_listed_headers_are_removed_every_value_of_them() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("host", "client"),
+            ("content-type", "application/json"),
+            ("Authorization", "Bearer client-key"),
+            ("x-api-key", "k"),
+            ("content-length", "12"),
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("te", "gzip"),
+            ("x-request-id", "7"),
+            ("upgrade", "h2c"),
+            ("trailer", "x"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "p"),
+            ("proxy-authenticate", "p"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_static(v),
+            );
+        }
+        let mut response = h.clone();
+        strip(&mut h, &NOT_FORWARDED);
+        let kept = |h: &HeaderMap| {
+            let mut names: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(kept(&h), ["content-type", "x-request-id"]);
+        strip(&mut response, &HOP_BY_HOP);
+        assert_eq!(
+            kept(&response),
+            [
+                "authorization",
+                "content-length",
+                "content-type",
+                "x-api-key",
+                "x-request-id"
+            ]
+        );
     }
 }
