@@ -281,15 +281,9 @@ async fn a_request_for_a_stopped_slot_waits_in_its_queue_then_goes_where_the_rep
         }
     });
     g.control.until_called("ensure_ready chat").await;
-    assert_eq!(
-        g.control.calls(),
-        [
-            "started chat",
-            "finished chat",
-            "waiting chat",
-            "ensure_ready chat"
-        ]
-    );
+    // Never counted in flight on a slot that does not serve: a sleeping slot with a request
+    // in flight would be marked ready, its weights back without the admission waking takes.
+    assert_eq!(g.control.calls(), ["waiting chat", "ensure_ready chat"]);
     // Loaded, on another port than the table said when the request came.
     g.serve_on(up.port());
     g.control.answer(Ok(Target::Local { port: up.port() }));
@@ -299,7 +293,7 @@ async fn a_request_for_a_stopped_slot_waits_in_its_queue_then_goes_where_the_rep
     g.control.until_called("finished chat").await;
     let calls = g.control.calls();
     assert_eq!(
-        &calls[4..6],
+        &calls[2..4],
         ["started chat", "done waiting chat"],
         "in flight before leaving the queue: {calls:?}"
     );

@@ -141,12 +141,16 @@ where
         headers: parts.headers,
         body: rewritten.unwrap_or(body),
     };
-    // Counted in flight BEFORE looking at the status: if the controller drains the slot at
-    // this moment, either it sees this request in flight or this request sees the drain.
-    let in_flight = InFlight::begin(state.control.clone(), entry.slot.clone());
+    // Counted in flight, then the status looked at again: if the controller drains the slot
+    // at this moment, either it sees this request in flight or this request sees the drain. A
+    // slot that does not accept requests (loading, sleeping, stopped) is not counted at all:
+    // a request in flight on a sleeping slot would mark it ready, its weights back without
+    // the memory admission that waking it takes.
     let slot = &entry.route.slot;
-    if !wake::accepts(state, slot) {
-        drop(in_flight);
+    let in_flight = wake::accepts(state, slot)
+        .then(|| InFlight::begin(state.control.clone(), entry.slot.clone()))
+        .filter(|_| wake::accepts(state, slot));
+    let Some(in_flight) = in_flight else {
         let ticket = QueueTicket::join(state, slot)?;
         if streaming {
             // Answer at once and keep the client's connection alive while the slot loads.
@@ -157,7 +161,7 @@ where
         }
         // Boxed: waiting for a load is the rare path; every request's future stays small.
         return Box::pin(after_wait(state, entry, upstream, ticket, started)).await;
-    }
+    };
     send(&entry, upstream, in_flight, started).await
 }
 
