@@ -48,19 +48,33 @@ impl Workers {
     pub fn start(count: usize) -> std::io::Result<Workers> {
         let mut lanes = Vec::with_capacity(count.max(1));
         for i in 0..count.max(1) {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let handle = rt.handle().clone();
-            let (stop, stopped) = oneshot::channel::<()>();
             let lane = i + 1;
+            let (stop, stopped) = oneshot::channel::<()>();
+            let (started, handle) = std::sync::mpsc::sync_channel(1);
+            // The runtime is built, run and dropped on its own thread (dropping one inside
+            // the caller's async context would panic).
             std::thread::Builder::new()
                 .name(format!("hal0-gateway-{lane}"))
                 .spawn(move || {
                     crate::http_client::set_lane(lane);
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(rt.handle().clone()));
                     // Runs the connections' tasks until told to stop (or the sender is gone).
                     let _ = rt.block_on(stopped);
                 })?;
+            // A wait of a runtime's construction, once per worker at start.
+            let handle = handle
+                .recv()
+                .map_err(|_| std::io::Error::other("a gateway worker thread ended at start"))??;
             lanes.push(Lane {
                 handle,
                 open: Arc::default(),
@@ -87,5 +101,36 @@ impl Workers {
                 open: lane.open.clone(),
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections go to the worker with the fewest, run on that worker's thread, and the
+    /// workers start and stop from inside an async context.
+    #[tokio::test]
+    async fn connections_are_spread_and_run_on_their_worker() {
+        let workers = Workers::start(2).expect("workers");
+        let (a, seat_a) = workers.pick();
+        let (b, seat_b) = workers.pick();
+        let thread_of =
+            |h: &Handle| h.spawn(async { std::thread::current().name().map(str::to_string) });
+        let (ta, tb) = (thread_of(a), thread_of(b));
+        let (ta, tb) = (ta.await.expect("ran"), tb.await.expect("ran"));
+        assert_ne!(ta, tb, "two connections, two workers");
+        for t in [&ta, &tb] {
+            assert!(
+                t.as_deref().is_some_and(|n| n.starts_with("hal0-gateway-")),
+                "{t:?}"
+            );
+        }
+        // The first seat freed: the next connection goes there.
+        drop(seat_a);
+        let (c, _seat_c) = workers.pick();
+        assert_eq!(thread_of(c).await.expect("ran"), ta);
+        drop(seat_b);
+        drop(workers);
     }
 }
