@@ -105,21 +105,27 @@ fn trace_one(client: &mut Client, req: &[u8]) {
     let traces = std::mem::take(&mut *TRACES.lock().unwrap_or_else(|p| p.into_inner()));
     println!("--- {} allocations", traces.len());
     for (size, t) in traces {
-        let frames: Vec<&str> = t
-            .lines()
-            .map(str::trim)
-            .filter(|l| {
-                !l.starts_with("at ")
-                    && !l.contains("gateway_allocs::")
-                    && !l.contains("alloc::")
-                    && !l.contains("core::")
-                    && !l.contains("std::")
-                    && !l.contains("__rust")
-            })
-            .take(6)
-            .collect();
-        println!("{size:>6} B  {}", frames.join("  <  "));
+        println!("{size:>6} B  {}", frames(&t, 6));
     }
+}
+
+/// The first `n` frames of a captured call stack that are hal0's or its libraries' (not this
+/// test's, the allocator's or the standard library's), innermost first.
+fn frames(trace: &str, n: usize) -> String {
+    let kept: Vec<&str> = trace
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.starts_with("at ")
+                && !l.contains("gateway_allocs::")
+                && !l.contains("alloc::")
+                && !l.contains("core::")
+                && !l.contains("std::")
+                && !l.contains("__rust")
+        })
+        .take(n)
+        .collect();
+    kept.join("  <  ")
 }
 
 // SAFETY: every call is passed on to the system allocator unchanged; counting touches only
@@ -521,20 +527,7 @@ fn proxied_requests_allocate_a_bounded_amount() {
         let live = LIVE.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut by_site: HashMap<String, (usize, usize)> = HashMap::new();
         for (_, (size, t)) in live.unwrap_or_default() {
-            let site: Vec<&str> = t
-                .lines()
-                .map(str::trim)
-                .filter(|l| {
-                    !l.starts_with("at ")
-                        && !l.contains("gateway_allocs::")
-                        && !l.contains("alloc::")
-                        && !l.contains("core::")
-                        && !l.contains("std::")
-                        && !l.contains("__rust")
-                })
-                .take(5)
-                .collect();
-            let e = by_site.entry(site.join("  <  ")).or_default();
+            let e = by_site.entry(frames(&t, 5)).or_default();
             e.0 += 1;
             e.1 += size;
         }

@@ -69,7 +69,7 @@ pub struct ServerView {
     pub client_idle_timeout: HumanDuration,
     pub max_connections: u32,
     /// A number, or `"auto"` (one per core) when unset.
-    pub workers: AutoOr,
+    pub workers: AutoOr<u32>,
     pub drain_timeout: HumanDuration,
     pub restart_drain: HumanDuration,
 }
@@ -83,34 +83,19 @@ pub struct ProviderView {
     pub env: BTreeMap<String, String>,
 }
 
-/// A slot's port: assigned from `port_range` at load time, or pinned.
+/// A number, or `"auto"` when left to hal0: `server.workers` (one per core), a slot's port
+/// (assigned from `port_range` at load time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortView {
+pub enum AutoOr<T> {
     Auto,
-    Pinned(u16),
+    Set(T),
 }
 
-impl Serialize for PortView {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            PortView::Auto => s.serialize_str("auto"),
-            PortView::Pinned(p) => s.serialize_u16(*p),
-        }
-    }
-}
-
-/// A number, or `"auto"` when left to hal0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoOr {
-    Auto,
-    Set(u32),
-}
-
-impl Serialize for AutoOr {
+impl<T: Serialize> Serialize for AutoOr<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             AutoOr::Auto => s.serialize_str("auto"),
-            AutoOr::Set(n) => s.serialize_u32(*n),
+            AutoOr::Set(n) => n.serialize(s),
         }
     }
 }
@@ -145,7 +130,7 @@ pub struct SlotView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<PortView>,
+    pub port: Option<AutoOr<u16>>,
     /// A size, or `"auto"` (estimated from the model) when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
@@ -256,7 +241,7 @@ fn slot_view(spec: &SlotSpec, builtin: Option<Role>) -> SlotView {
         pinned: spec.pinned,
         aliases: spec.aliases.clone(),
         device: local.then(|| spec.effective_device()),
-        port: local.then_some(spec.port.map_or(PortView::Auto, PortView::Pinned)),
+        port: local.then_some(spec.port.map_or(AutoOr::Auto, AutoOr::Set)),
         memory: only_local(
             spec.memory
                 .map_or_else(|| "auto".to_string(), |m| m.to_string()),

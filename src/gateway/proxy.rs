@@ -31,31 +31,23 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::HOST,
 ];
 
-/// What the client's request must not carry upstream: the hop-by-hop headers, its own
+/// Besides [`HOP_BY_HOP`], what the client's request must not carry upstream: its own
 /// credentials (the slot's are added), and its length (the body may have been rewritten).
-const NOT_FORWARDED: [HeaderName; 12] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HOST,
+const NOT_FORWARDED: [HeaderName; 3] = [
     header::AUTHORIZATION,
     HeaderName::from_static("x-api-key"),
     header::CONTENT_LENGTH,
 ];
 
-/// Removes the headers `names` lists, in place (the map is forwarded, not copied). The map's
-/// own names are looked at once: a message carries a handful of headers and one or two of
-/// these, so only those are hashed and removed.
-fn strip(headers: &mut HeaderMap, names: &[HeaderName]) {
+/// Removes the [`HOP_BY_HOP`] headers and those `also` lists, in place (the map is forwarded,
+/// not copied). The map's own names are looked at once: a message carries a handful of
+/// headers and one or two of these, so only those are hashed and removed.
+fn strip(headers: &mut HeaderMap, also: &[HeaderName]) {
+    // As many as HOP_BY_HOP and NOT_FORWARDED name together.
     let mut found: [Option<HeaderName>; 12] = Default::default();
     let mut n = 0;
     for name in headers.keys() {
-        if n < found.len() && names.contains(name) {
+        if n < found.len() && (HOP_BY_HOP.contains(name) || also.contains(name)) {
             found[n] = Some(name.clone());
             n += 1;
         }
@@ -161,7 +153,7 @@ fn response(resp: Response<PooledBody>, in_flight: InFlight) -> Response<Body> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    strip(&mut parts.headers, &HOP_BY_HOP);
+    strip(&mut parts.headers, &[]);
     if is_sse {
         parts
             .headers
@@ -254,7 +246,7 @@ mod tests {
             names
         };
         assert_eq!(kept(&h), ["content-type", "x-request-id"]);
-        strip(&mut response, &HOP_BY_HOP);
+        strip(&mut response, &[]);
         assert_eq!(
             kept(&response),
             [

@@ -276,13 +276,12 @@ impl Pool {
         };
         let (mut parts, body) = req.into_parts();
         loop {
-            let (conn, reused) = match self.checkout().await {
+            let (mut conn, reused) = match self.checkout().await {
                 Some(Conn::Plain(c)) => (c, true),
                 Some(Conn::Hyper(_)) => continue,
                 // Boxed: a new connection is the rare path; every request's future stays small.
                 None => (Box::pin(self.connect_plain(to)).await?, false),
             };
-            let mut conn = conn;
             match exchange(&mut conn, &mut parts, &body).await {
                 Ok(head) => return Ok(self.plain_response(conn, head)),
                 // The upstream closed the idle connection as the request went out: it never

@@ -153,6 +153,22 @@ async fn scripted(script: Vec<(usize, bool)>) -> (SocketAddr, tokio::task::JoinH
     (addr, task)
 }
 
+/// An upstream that accepts one connection, reads its request and writes `answer`; the
+/// connection is handed back, open, once written.
+async fn answer_once(
+    answer: &'static [u8],
+) -> (SocketAddr, tokio::task::JoinHandle<tokio::net::TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.expect("accept");
+        read_request(&mut tcp, &mut vec![0u8; 4096]).await;
+        tcp.write_all(answer).await.expect("write");
+        tcp
+    });
+    (addr, task)
+}
+
 /// Reads one small request (its head and body arrive in one write).
 async fn read_request(tcp: &mut tokio::net::TcpStream, buf: &mut [u8]) {
     let n = tcp.read(buf).await.expect("read");
@@ -206,17 +222,12 @@ async fn a_new_connection_closed_without_an_answer_is_an_error() {
 
 #[tokio::test]
 async fn a_body_dropped_mid_stream_closes_its_connection() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (addr, upstream) =
+        answer_once(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n").await;
     let upstream = tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.expect("accept");
-        let mut buf = vec![0u8; 4096];
-        read_request(&mut tcp, &mut buf).await;
-        tcp.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-            .await
-            .expect("write");
+        let mut tcp = upstream.await.expect("answered");
         // The client leaves: this read ends (EOF) instead of waiting for ever.
-        tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut [0u8; 64]))
             .await
             .expect("the connection closed in time")
             .expect("read")
@@ -240,16 +251,8 @@ async fn a_body_dropped_mid_stream_closes_its_connection() {
 
 #[tokio::test]
 async fn a_response_cut_short_is_an_error_not_a_short_body() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.expect("accept");
-        let mut buf = vec![0u8; 4096];
-        read_request(&mut tcp, &mut buf).await;
-        tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nonly")
-            .await
-            .expect("write");
-    });
+    // The handle is dropped: the connection closes once the answer is written.
+    let (addr, _) = answer_once(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nonly").await;
     let pool = Pool::plain(addr, Settings::UPSTREAM);
     let resp = pool.send(request("/v1/x", "{}")).await.expect("head");
     let err = resp.into_body().collect().await.expect_err("cut short");
