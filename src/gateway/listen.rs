@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::workers::Workers;
-use super::{GatewayState, routes};
+use super::{GatewayState, front, routes};
 
 /// The limits of [`serve`]; [`Default`] has the `[server]` defaults.
 #[derive(Debug, Clone)]
@@ -322,7 +322,8 @@ async fn join_all(set: &mut JoinSet<()>) {
     while set.join_next().await.is_some() {}
 }
 
-/// One connection: hyper's HTTP/1 state machine under the watchdog of [`Activity`].
+/// One connection under the watchdog of [`Activity`]: `POST /v1/*` requests served by
+/// [`front`], the rest (from the first request it does not take) by hyper's HTTP/1 server.
 async fn connection(
     tcp: TcpStream,
     app: App,
@@ -330,15 +331,32 @@ async fn connection(
     mut drain: watch::Receiver<bool>,
     activity: Arc<Activity>,
 ) {
-    let io = TokioIo::new(Watched {
+    let mut io = Watched {
         inner: tcp,
         activity: activity.clone(),
-    });
-    let body_timeout = limits.body_timeout;
-    let act = activity.clone();
+    };
+    let mut read = bytes::BytesMut::new();
     // This connection's own copy of the gateway's state: what each request clones is counted
     // on this connection's thread only, not on a count every worker writes to.
     let v1 = app.v1.as_ref().map(GatewayState::own_copy);
+    let mut draining = false;
+    if let Some(state) = &v1 {
+        let front_drain = drain.clone();
+        let served = front::serve(&mut io, &mut read, state, limits, &front_drain);
+        tokio::pin!(served);
+        // A drain lets the request in flight finish: the front closes after its response.
+        match under_watchdog(served, &activity, limits, &mut drain, &mut draining, |_| {}).await
+        {
+            Some(front::Outcome::HandOff) => {}
+            Some(front::Outcome::Closed) | None => return,
+        }
+    }
+    let io = TokioIo::new(Rewind {
+        ahead: read.freeze(),
+        io,
+    });
+    let body_timeout = limits.body_timeout;
+    let act = activity.clone();
     let router = app.router;
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let guard = act.request_started();
@@ -381,49 +399,119 @@ async fn connection(
         .header_read_timeout(None);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
+    if draining {
+        conn.as_mut().graceful_shutdown();
+    }
+    let _ = under_watchdog(conn, &activity, limits, &mut drain, &mut draining, |c| {
+        c.graceful_shutdown()
+    })
+    .await;
+}
+
+/// Runs `fut` under the connection's watchdog: `None` when the watchdog closes the
+/// connection (evicted, a timeout, or a drain with nothing in flight). A drain while a request
+/// is in flight calls `on_drain` (once; `draining` records it) and lets `fut` finish.
+async fn under_watchdog<F: Future>(
+    mut fut: Pin<&mut F>,
+    activity: &Activity,
+    limits: &Limits,
+    drain: &mut watch::Receiver<bool>,
+    draining: &mut bool,
+    mut on_drain: impl FnMut(Pin<&mut F>),
+) -> Option<F::Output> {
     // The watchdog is polled only when one of its own wake-ups fired, not at every wake-up of
     // the connection (each I/O event of each request): its timer, eviction notice and drain
     // watch would otherwise be polled, and the two notices locked, a few times per request.
     let side = Arc::new(SideWake::default());
     let side_waker = std::task::Waker::from(side.clone());
-    let mut draining = false;
     loop {
-        let watch = watchdog(&activity, limits, &mut drain, draining);
+        let watch = watchdog(activity, limits, drain, *draining);
         tokio::pin!(watch);
         side.fired.store(true, Ordering::Release);
         let outcome = std::future::poll_fn(|cx| {
-            if conn.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(v));
             }
             side.parent.register(cx.waker());
             if side.fired.swap(false, Ordering::AcqRel) {
                 let mut side_cx = Context::from_waker(&side_waker);
                 if let Poll::Ready(v) = watch.as_mut().poll(&mut side_cx) {
-                    return Poll::Ready(Some(v));
+                    return Poll::Ready(Err(v));
                 }
             }
             Poll::Pending
         })
         .await;
         match outcome {
-            None => return,
-            Some(Verdict::Evicted) => {
+            Ok(v) => return Some(v),
+            Err(Verdict::Evicted) => {
                 tracing::debug!("closing an idle client connection to make room for a new one");
-                return;
+                return None;
             }
-            Some(Verdict::Expired(why)) => {
+            Err(Verdict::Expired(why)) => {
                 tracing::debug!("closing a client connection: {why}");
-                return;
+                return None;
             }
-            Some(Verdict::Drain { closed }) => {
-                draining = true;
+            Err(Verdict::Drain { closed }) => {
+                *draining = true;
                 if closed || activity.in_flight() == 0 {
                     // Idle, or half-way through sending a request: nothing to finish.
-                    return;
+                    return None;
                 }
-                conn.as_mut().graceful_shutdown();
+                on_drain(fut.as_mut());
             }
         }
+    }
+}
+
+/// The client socket, with the bytes the front read ahead (the next request) served first.
+struct Rewind {
+    ahead: Bytes,
+    io: Watched,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.ahead.is_empty() {
+            let n = self.ahead.len().min(buf.remaining());
+            buf.put_slice(&self.ahead.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -505,7 +593,7 @@ fn now_ms() -> u64 {
 
 /// What a connection's watchdog looks at. Times are [`now_ms`] values, 0 for "none".
 #[derive(Debug)]
-struct Activity {
+pub(super) struct Activity {
     /// Requests handed to hal0 whose response has not been sent completely.
     in_flight: AtomicUsize,
     /// The last time a byte moved either way.
@@ -546,13 +634,13 @@ impl Activity {
             .max(self.last_io.load(Ordering::Relaxed))
     }
 
-    fn request_started(self: &Arc<Self>) -> RequestGuard {
+    pub(super) fn request_started(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_started.store(0, Ordering::Release);
         RequestGuard(self.clone())
     }
 
-    fn read(&self, n: usize) {
+    pub(super) fn read(&self, n: usize) {
         if n == 0 {
             return;
         }
@@ -608,7 +696,7 @@ impl Activity {
 }
 
 /// Counts a request as in flight until its response body is finished or dropped.
-struct RequestGuard(Arc<Activity>);
+pub(super) struct RequestGuard(Arc<Activity>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
@@ -715,9 +803,9 @@ pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The client socket, noting every byte that moves.
-struct Watched {
-    inner: TcpStream,
-    activity: Arc<Activity>,
+pub(super) struct Watched {
+    pub(super) inner: TcpStream,
+    pub(super) activity: Arc<Activity>,
 }
 
 impl AsyncRead for Watched {

@@ -7,6 +7,7 @@
 //! - `body`     the request body: `model`, `stream`, rewriting `model` for the provider
 //! - `control`  the SlotControl trait (ensure_ready, activity) the controller implements
 //! - `errors`   OpenAI-shaped errors (also for axum's own plain-text and empty ones)
+//! - `front`    the hot path's own HTTP/1.1 server: POST /v1/* read and answered without hyper
 //! - `listen`   serving connections: cap, header/body/idle timeouts, accept backoff, drain
 //! - `workers`  one single-threaded runtime per core serving the connections handed to it
 //! - `metrics`  /metrics in Prometheus text: per-slot state, loads, queue wait, requests, TTFB
@@ -23,6 +24,7 @@ mod auth;
 mod body;
 mod control;
 mod errors;
+mod front;
 pub mod listen;
 mod metrics;
 mod models;

@@ -18,9 +18,12 @@ use crate::model::{Resolution, Role, RoutingTable, Target};
 
 /// Whether `req` is for [`direct`]: a `POST /v1/…` that no other gateway route takes.
 pub fn is_v1_post<B>(req: &http::Request<B>) -> bool {
-    let path = req.uri().path();
-    req.method() == Method::POST
-        && path.len() > "/v1/".len()
+    req.method() == Method::POST && is_v1_post_path(req.uri().path())
+}
+
+/// Whether a `POST` to `path` is for [`direct`].
+pub fn is_v1_post_path(path: &str) -> bool {
+    path.len() > "/v1/".len()
         && path.starts_with("/v1/")
         && path != "/v1/models"
         && !path.starts_with("/v1/models/")
