@@ -97,13 +97,15 @@ pub async fn serve(
             }
         };
         let guard = io.activity.request_started();
-        let mut close = head.close;
+        // A body left unread (too large, too slow) ends the connection: what follows it is not
+        // a request.
+        let mut unread = false;
         let body = match read_body(io, buf, &head, state.max_body_bytes, limits.body_timeout).await
         {
             Some(Ok(b)) => RequestBody::Ready(Some(b)),
-            Some(Err(unread)) => {
-                close = true;
-                unread
+            Some(Err(not_read)) => {
+                unread = true;
+                not_read
             }
             None => return Outcome::Closed,
         };
@@ -119,7 +121,7 @@ pub async fn serve(
             return Outcome::Closed;
         };
         let (mut parts, body) = resp.into_parts();
-        close = close || draining(drain);
+        let close = head.close || unread || draining(drain);
         let framing = encode_head(&mut out, &parts.status, &parts.headers, &body, close);
         map = std::mem::take(&mut parts.headers);
         map.clear();
@@ -130,8 +132,12 @@ pub async fn serve(
         }
         match finished {
             Finished::Whole if !close => {}
-            Finished::Whole => {
+            Finished::Whole if unread => {
                 linger(io).await;
+                return Outcome::Closed;
+            }
+            Finished::Whole => {
+                let _ = io.shutdown().await;
                 return Outcome::Closed;
             }
             Finished::Cut => return Outcome::Closed,
@@ -166,7 +172,8 @@ enum Parsed {
 /// `content-length` (or no body) is consumed, its headers put into `map` as slices of the
 /// head's bytes; anything else is left for hyper.
 fn parse(buf: &mut BytesMut, map: &mut HeaderMap) -> Parsed {
-    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -625,9 +632,7 @@ mod date {
 
     pub fn write(out: &mut Vec<u8>) {
         let now = SystemTime::now();
-        let secs = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         CACHED.with(|c| {
             let mut c = c.borrow_mut();
             if c.0 != secs {

@@ -345,8 +345,7 @@ async fn connection(
         let served = front::serve(&mut io, &mut read, state, limits, &front_drain);
         tokio::pin!(served);
         // A drain lets the request in flight finish: the front closes after its response.
-        match under_watchdog(served, &activity, limits, &mut drain, &mut draining, |_| {}).await
-        {
+        match under_watchdog(served, &activity, limits, &mut drain, &mut draining, |_| {}).await {
             Some(front::Outcome::HandOff) => {}
             Some(front::Outcome::Closed) | None => return,
         }
