@@ -30,6 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::listen::{BodyTimeout, Limits, Watched};
+use super::view::View;
 use super::{GatewayState, routes};
 
 /// The read buffer's first size; it grows for larger heads and bodies.
@@ -71,6 +72,7 @@ pub async fn serve(
 ) -> Outcome {
     let mut map = HeaderMap::new();
     let mut out = Vec::new();
+    let mut view = View::new(state);
     loop {
         if buf.is_empty() && buf.capacity() > KEEP_READ {
             *buf = BytesMut::new();
@@ -97,6 +99,7 @@ pub async fn serve(
             }
         };
         let guard = io.activity.request_started();
+        view.refresh(state);
         // A body left unread (too large, too slow) ends the connection: what follows it is not
         // a request.
         let mut unread = false;
@@ -116,7 +119,7 @@ pub async fn serve(
         // Boxed, one allocation per request: the proxy's future is a few KiB, needed only until
         // the response head; a connection (and an open stream) does not carry it.
         let handled: Pin<Box<dyn Future<Output = axum::response::Response> + Send + '_>> =
-            Box::pin(routes::direct(state, req));
+            Box::pin(routes::direct(state, &view, req));
         let Some(resp) = unless_closed(handled, io, buf).await else {
             return Outcome::Closed;
         };

@@ -367,7 +367,10 @@ async fn connection(
         let handled: Pin<Box<dyn Future<Output = axum::response::Response> + Send>> = match &v1 {
             Some(state) if routes::is_v1_post(&req) => {
                 let state = state.clone();
-                Box::pin(async move { routes::direct(&state, req).await })
+                Box::pin(async move {
+                    let view = super::view::View::new(&state);
+                    routes::direct(&state, &view, req).await
+                })
             }
             _ => {
                 use tower::ServiceExt;

@@ -14,6 +14,7 @@
 //! - `models`   GET /v1/models, /v1/models/{id}
 //! - `stream`   streaming requests that wait for a load: SSE keep-alives, then the stream
 //!   (it imports nothing from `routes`: the waiting and sending are handed to it)
+//! - `view`     a connection's view of the published keys, routes and statuses, caught up per request
 //! - `wake`     wait for a slot to be ready, loading it if needed
 //! - `proxy`    forward a request to a slot, stream the response back
 //! - `queue`    the per-slot wait queues (429 past max_queue)
@@ -33,6 +34,7 @@ mod queue;
 mod routes;
 mod stream;
 mod targets;
+mod view;
 mod wake;
 mod workers;
 

@@ -13,6 +13,7 @@ use super::control::InFlight;
 use super::listen::{self, ReadBodyError};
 use super::queue::QueueTicket;
 use super::targets::SlotEntry;
+use super::view::View;
 use super::{GatewayState, OpenAiError, body, errors, metrics, proxy, stream, wake};
 use crate::model::{Resolution, Role, RoutingTable, Target};
 
@@ -30,23 +31,25 @@ pub fn is_v1_post_path(path: &str) -> bool {
 }
 
 /// `POST /v1/*` without the router: what [`forward`] does, errors in OpenAI's shape included.
-pub async fn direct<B>(state: &GatewayState, req: http::Request<B>) -> Response
+/// `view` is the connection's (see [`View`]), caught up before the request.
+pub async fn direct<B>(state: &GatewayState, view: &View, req: http::Request<B>) -> Response
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     B::Error: Into<axum::BoxError>,
 {
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let resp = proxied(state, req).await;
+    let resp = proxied(state, view, req).await;
     errors::openai_shape(&method, &uri, resp).await
 }
 
 /// The routed form of [`direct`] (`POST /v1/{*rest}`).
 pub async fn forward(State(state): State<GatewayState>, req: Request) -> Response {
-    proxied(&state, req).await
+    let view = View::new(&state);
+    proxied(&state, &view, req).await
 }
 
-async fn proxied<B>(state: &GatewayState, req: http::Request<B>) -> Response
+async fn proxied<B>(state: &GatewayState, view: &View, req: http::Request<B>) -> Response
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     B::Error: Into<axum::BoxError>,
@@ -54,7 +57,7 @@ where
     let started = Instant::now();
     let endpoint = metrics::Endpoint::of_path(req.uri().path());
     let mut slot = None;
-    let resp = match handle(state, req, started, &mut slot).await {
+    let resp = match handle(state, view, req, started, &mut slot).await {
         Ok(r) if is_event_stream(&r) => {
             // On shutdown, a stream still open after the drain time ends with an error event.
             let (parts, body) = r.into_parts();
@@ -95,19 +98,19 @@ fn body_error(e: ReadBodyError, max_body_bytes: usize) -> OpenAiError {
     }
 }
 
-async fn handle<B>(
+async fn handle<'v, B>(
     state: &GatewayState,
+    view: &'v View,
     req: http::Request<B>,
     started: Instant,
-    slot_out: &mut Option<Arc<SlotEntry>>,
+    slot_out: &mut Option<&'v SlotEntry>,
 ) -> Result<Response, OpenAiError>
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     B::Error: Into<axum::BoxError>,
 {
     let (parts, body) = req.into_parts();
-    let keys = state.keys.borrow().clone();
-    let key = keys.check(&parts.headers)?;
+    let key = view.keys().check(&parts.headers)?;
     let body = listen::read_body(body, state.max_body_bytes)
         .await
         .map_err(|e| body_error(e, state.max_body_bytes))?;
@@ -119,20 +122,19 @@ where
     let (entry, streaming, rewritten) = {
         let parsed = body::parse(content_type, &body)?;
         let model = parsed.model.as_ref();
-        let table = state.routes.borrow().clone();
-        let prepared = state.targets.get(&table);
+        let prepared = view.prepared();
         let path = parts.uri.path();
         let Some(entry) = prepared.find(model, Role::of_path(path)) else {
             return Err(resolve(prepared.table(), model, path));
         };
-        *slot_out = Some(entry.clone());
+        *slot_out = Some(entry.as_ref());
         if let Some(key) = key
             && !key.allows(model, &entry.route)
         {
             return Err(key.forbidden(model));
         }
         let rewritten = parsed.rewritten(&body, entry.route.forwarded_model(model));
-        (entry.clone(), parsed.stream, rewritten)
+        (entry, parsed.stream, rewritten)
     };
     let upstream = proxy::Upstream {
         method: parts.method,
@@ -150,22 +152,24 @@ where
     // a request in flight on a sleeping slot would mark it ready, its weights back without
     // the memory admission that waking it takes.
     let slot = &entry.route.slot;
-    let in_flight = wake::accepts(state, slot)
+    let in_flight = view
+        .accepts(slot)
         .then(|| InFlight::begin(state.control.clone(), entry.slot.clone()))
-        .filter(|_| wake::accepts(state, slot));
+        .filter(|_| view.accepts(slot));
     let Some(in_flight) = in_flight else {
         let ticket = QueueTicket::join(state, slot)?;
         if streaming {
             // Answer at once and keep the client's connection alive while the slot loads.
             let state = state.clone();
             let slot = slot.clone();
+            let entry = entry.clone();
             let work = async move { after_wait(&state, entry, upstream, ticket, started).await };
             return Ok(stream::after_load(slot, work));
         }
         // Boxed: waiting for a load is the rare path; every request's future stays small.
-        return Box::pin(after_wait(state, entry, upstream, ticket, started)).await;
+        return Box::pin(after_wait(state, entry.clone(), upstream, ticket, started)).await;
     };
-    send(&entry, upstream, in_flight, started).await
+    send(entry, upstream, in_flight, started).await
 }
 
 /// Waits in the queue for the slot to serve (`ticket`), then sends the request to where the
