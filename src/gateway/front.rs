@@ -126,8 +126,17 @@ pub async fn serve(
         let (mut parts, body) = resp.into_parts();
         let close = head.close || unread || draining(drain);
         let framing = encode_head(&mut out, &parts.status, &parts.headers, &body, close);
-        map = std::mem::take(&mut parts.headers);
-        map.clear();
+        if framing == Framing::Chunked {
+            // A stream may stay open for minutes: it does not hold the memory the next request
+            // would reuse (an empty read buffer, the header map).
+            if buf.is_empty() {
+                *buf = BytesMut::new();
+            }
+            drop(parts);
+        } else {
+            map = std::mem::take(&mut parts.headers);
+            map.clear();
+        }
         let finished = write_body(io, buf, &out, framing, body).await;
         drop(guard);
         if out.capacity() > KEEP_WRITE {
@@ -612,7 +621,8 @@ async fn linger(io: &mut Watched) {
         return;
     }
     let drain = async {
-        let mut scratch = [0u8; 4096];
+        // On the heap: a connection's future does not carry it.
+        let mut scratch = vec![0u8; 4096];
         let mut read = 0;
         while read < LINGER_BYTES {
             match io.read(&mut scratch).await {

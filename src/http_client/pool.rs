@@ -270,8 +270,10 @@ impl Pool {
     ) -> Result<http::Response<PooledBody>, PoolError> {
         let to = match &self.connect {
             Connect::Plain(to) => to,
+            // Boxed: hyper's request futures would otherwise make every plain request's
+            // future (which the gateway boxes per request) larger.
             Connect::Tls { connector, origin } => {
-                return self.send_hyper(connector, origin, req.map(Full::new)).await;
+                return Box::pin(self.send_hyper(connector, origin, req.map(Full::new))).await;
             }
         };
         let (mut parts, body) = req.into_parts();
