@@ -1,5 +1,5 @@
 //! Forwarding a request to a slot and streaming the answer back, chunk by chunk. When the
-//! client goes away, axum drops the response body, which drops the upstream body and closes
+//! client goes away, the server drops the response body, which drops the upstream body and closes
 //! that upstream connection: the provider sees the cancellation at once.
 
 use std::pin::Pin;
@@ -57,7 +57,7 @@ fn strip(headers: &mut HeaderMap, also: &[HeaderName]) {
     }
 }
 
-fn upstream_failed(e: impl std::fmt::Display) -> OpenAiError {
+pub fn upstream_failed(e: impl std::fmt::Display) -> OpenAiError {
     OpenAiError::new(
         StatusCode::BAD_GATEWAY,
         "server_error",
@@ -76,22 +76,9 @@ pub struct Upstream {
     pub body: Bytes,
 }
 
-/// Sends the request and returns the upstream's response with its body streamed through.
-/// `in_flight` lives until the response body is finished or dropped.
-pub async fn forward(
-    target: &targets::Upstream,
-    upstream: Upstream,
-    in_flight: InFlight,
-) -> Result<Response<Body>, OpenAiError> {
-    // The request is built before the first await, and the response finished after it: the
-    // future holds little more than the pool's (it lives in every client connection's task).
-    let (pool, req) = request(target, upstream)?;
-    let resp = pool.send(req).await.map_err(upstream_failed)?;
-    Ok(response(resp, in_flight))
-}
-
-/// The upstream request: the client's, moved, with the slot's host, path and key.
-fn request(
+/// The upstream request: the client's, moved, with the slot's host, path and key; sent with
+/// the returned pool (`routes::send`), its answer goes back through [`response`].
+pub fn request(
     target: &targets::Upstream,
     upstream: Upstream,
 ) -> Result<(&Arc<Pool>, Request<Bytes>), OpenAiError> {
@@ -144,8 +131,8 @@ fn request(
 }
 
 /// The client's response: the upstream's, its hop-by-hop headers removed, the body carrying
-/// `in_flight`.
-fn response(resp: Response<PooledBody>, in_flight: InFlight) -> Response<Body> {
+/// `in_flight` (which lives until the body is finished or dropped).
+pub fn response(resp: Response<PooledBody>, in_flight: InFlight) -> Response<Body> {
     let resp = resp.map(|b| Body::new(InFlightBody::new(b, in_flight)));
     let (mut parts, body) = resp.into_parts();
     let is_sse = parts

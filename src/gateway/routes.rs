@@ -30,8 +30,12 @@ pub fn is_v1_post_path(path: &str) -> bool {
         && !path.starts_with("/v1/models/")
 }
 
-/// `POST /v1/*` without the router: what [`forward`] does, errors in OpenAI's shape included.
-/// `view` is the connection's (see [`View`]), caught up before the request.
+/// `POST /v1/*` without the router, errors in OpenAI's shape included. `view` is the
+/// connection's (see [`View`]), caught up before the request.
+///
+/// One `async fn` from here to the upstream pool where there could be several: each level's
+/// future is built, then moved whole into its caller's, a copy of a few KiB per level and
+/// request.
 pub async fn direct<B>(state: &GatewayState, view: &View, req: http::Request<B>) -> Response
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
@@ -39,21 +43,6 @@ where
 {
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let resp = proxied(state, view, req).await;
-    errors::openai_shape(&method, &uri, resp).await
-}
-
-/// The routed form of [`direct`] (`POST /v1/{*rest}`).
-pub async fn forward(State(state): State<GatewayState>, req: Request) -> Response {
-    let view = View::new(&state);
-    proxied(&state, &view, req).await
-}
-
-async fn proxied<B>(state: &GatewayState, view: &View, req: http::Request<B>) -> Response
-where
-    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
-    B::Error: Into<axum::BoxError>,
-{
     let started = Instant::now();
     let endpoint = metrics::Endpoint::of_path(req.uri().path());
     let mut slot = None;
@@ -72,7 +61,13 @@ where
         Some(entry) => entry.metrics.request(endpoint, resp.status()),
         None => state.metrics.request("-", endpoint.label(), resp.status()),
     }
-    resp
+    errors::openai_shape(&method, &uri, resp).await
+}
+
+/// The routed form of [`direct`] (`POST /v1/{*rest}`).
+pub async fn forward(State(state): State<GatewayState>, req: Request) -> Response {
+    let view = View::new(&state);
+    direct(&state, &view, req).await
 }
 
 fn is_event_stream(r: &Response) -> bool {
@@ -222,10 +217,16 @@ async fn send(
     in_flight: InFlight,
     started: Instant,
 ) -> Result<Response, OpenAiError> {
-    match proxy::forward(&entry.upstream, upstream, in_flight).await {
+    // The upstream request is built before the await, and the response finished after it:
+    // the future holds little more than the pool's.
+    let sent = match proxy::request(&entry.upstream, upstream) {
+        Ok((pool, req)) => pool.send(req).await.map_err(proxy::upstream_failed),
+        Err(e) => Err(e),
+    };
+    match sent {
         Ok(r) => {
             entry.metrics.ttfb(started.elapsed());
-            Ok(r)
+            Ok(proxy::response(r, in_flight))
         }
         Err(e) => {
             entry.metrics.upstream_error();
