@@ -297,3 +297,91 @@ async fn requests_this_path_does_not_take_are_served_by_hyper() {
     .unwrap();
     assert_eq!(out, [200, 200, 400, 200]);
 }
+
+/// Shutdown through this path: an answer whose head is written after it began says
+/// `connection: close`, a stream already flowing ends whole, and each connection is closed
+/// after its answer (not kept alive for a next request).
+#[tokio::test]
+async fn a_drain_answers_what_is_in_flight_then_closes_each_connection() {
+    let body = format!(
+        "{}{}{}",
+        fake_provider(&[
+            "--stream-tokens",
+            "10",
+            "--stream-chunk-delay",
+            "100",
+            "--load-delay",
+            "1500"
+        ]),
+        fake_slot("primary", "autoload = true"),
+        fake_slot("later", "")
+    );
+    let h = Hal0::start("drain_timeout = \"10s\"", &body).await;
+    h.wait_phase("primary", "ready", T).await;
+    let (mut streaming, mut rs) = connect(&h);
+    let (mut waiting, rw) = connect(&h);
+    let child = h.child.as_ref().unwrap().id();
+    let (out, mut rs, mut rw, _sockets) = tokio::task::spawn_blocking(move || {
+        streaming
+            .write_all(post("/v1/chat/completions", &chat("primary", true), "").as_bytes())
+            .unwrap();
+        // The stream's head and first chunk are out before the drain.
+        let status = line(&mut rs);
+        // The other request waits for `later` to load (1.5 s) when the drain begins.
+        waiting
+            .write_all(post("/v1/chat/completions", &chat("later", false), "").as_bytes())
+            .unwrap();
+        (status, rs, rw, (streaming, waiting))
+    })
+    .await
+    .unwrap();
+    assert_eq!(out, "HTTP/1.1 200 OK");
+    h.wait_phase("later", "loading", T).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let (stream_rest, stream_closed, answer, answer_closed) =
+        tokio::task::spawn_blocking(move || {
+            let mut rest = Vec::new();
+            // The rest of the stream's head, then its chunks to the last one.
+            loop {
+                let l = line(&mut rs);
+                if l.is_empty() {
+                    break;
+                }
+                rest.push(l);
+            }
+            let mut chunks = String::new();
+            loop {
+                let size = usize::from_str_radix(&line(&mut rs), 16).unwrap();
+                let mut chunk = vec![0; size];
+                rs.read_exact(&mut chunk).unwrap();
+                assert_eq!(line(&mut rs), "");
+                if size == 0 {
+                    break;
+                }
+                chunks.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            rest.push(chunks);
+            // Well within drain_timeout (10 s), after which everything is closed anyway.
+            let soon = Some(Duration::from_secs(3));
+            rs.get_ref().set_read_timeout(soon).unwrap();
+            let stream_closed = closed(&mut rs);
+            let answer = read_response(&mut rw);
+            rw.get_ref().set_read_timeout(soon).unwrap();
+            (rest, stream_closed, answer, closed(&mut rw))
+        })
+        .await
+        .unwrap();
+    let chunks = stream_rest.last().unwrap();
+    assert!(chunks.trim_end().ends_with("data: [DONE]"), "{chunks}");
+    assert_eq!(chunks.matches("\"content\"").count(), 10, "{chunks}");
+    assert!(stream_closed, "the stream's connection is closed after it");
+    assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+    assert!(
+        answer_closed,
+        "the waiting request's connection is closed after its answer"
+    );
+}

@@ -143,7 +143,10 @@ pub async fn serve(
             out = Vec::new();
         }
         match finished {
-            Finished::Whole if !close => {}
+            // A drain that began after this response's head was written (a stream) closes the
+            // connection now: the watchdog saw it while the request was in flight, and leaves
+            // the rest to this loop.
+            Finished::Whole if !close && !draining(drain) => {}
             Finished::Whole if unread => {
                 linger(io).await;
                 return Outcome::Closed;
