@@ -6,6 +6,13 @@
 
 HAL0_CACHE="${HAL0_TEST_CACHE:-$HOME/.cache/hal0-test}"
 
+# The system tools the setup runs as root (debootstrap, chroot) live in the sbin directories,
+# which a minimal PATH (cron, `env -i`, some CI runners) leaves out.
+case ":$PATH:" in
+*:/usr/sbin:*) ;;
+*) PATH="$PATH:/usr/sbin:/sbin" ;;
+esac
+
 # log MSG...: a progress line on stderr.
 log() {
     printf '[%s] %s\n' "${HAL0_LOG_TAG:-hal0}" "$*" >&2
