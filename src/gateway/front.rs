@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use super::listen::{BodyTimeout, Limits, Watched};
 use super::view::View;
 use super::{GatewayState, routes};
+use crate::http_client::{has_token, parse_decimal};
 
 /// The read buffer's first size; it grows for larger heads and bodies.
 const INIT_READ: usize = 4096;
@@ -226,10 +227,7 @@ fn parse(buf: &mut BytesMut, map: &mut HeaderMap) -> Parsed {
             }
             expect_continue = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            close |= h
-                .value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            close |= has_token(h.value, b"close");
         }
     }
     // Where each name, value and the path are in the head (which is under 64 KiB), before it
@@ -268,15 +266,6 @@ fn parse(buf: &mut BytesMut, map: &mut HeaderMap) -> Parsed {
         length: length.unwrap_or(0),
         expect_continue,
         close,
-    })
-}
-
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 {
-        return None;
-    }
-    s.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
     })
 }
 

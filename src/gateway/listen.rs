@@ -334,6 +334,7 @@ async fn connection(
     let mut io = Watched {
         inner: tcp,
         activity: activity.clone(),
+        ahead: Bytes::new(),
     };
     let mut read = bytes::BytesMut::new();
     // This connection's own copy of the gateway's state: what each request clones is counted
@@ -350,10 +351,9 @@ async fn connection(
             Some(front::Outcome::Closed) | None => return,
         }
     }
-    let io = TokioIo::new(Rewind {
-        ahead: read.freeze(),
-        io,
-    });
+    // What the front read ahead (the request it did not take) is hyper's first read.
+    io.ahead = read.freeze();
+    let io = TokioIo::new(io);
     let body_timeout = limits.body_timeout;
     let act = activity.clone();
     let router = app.router;
@@ -463,57 +463,6 @@ async fn under_watchdog<F: Future>(
                 on_drain(fut.as_mut());
             }
         }
-    }
-}
-
-/// The client socket, with the bytes the front read ahead (the next request) served first.
-struct Rewind {
-    ahead: Bytes,
-    io: Watched,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if !self.ahead.is_empty() {
-            let n = self.ahead.len().min(buf.remaining());
-            buf.put_slice(&self.ahead.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -808,6 +757,9 @@ pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 pub(super) struct Watched {
     pub(super) inner: TcpStream,
     pub(super) activity: Arc<Activity>,
+    /// Bytes already read off the socket (by the front, when it hands the connection to
+    /// hyper), served before the socket's own.
+    pub(super) ahead: Bytes,
 }
 
 impl AsyncRead for Watched {
@@ -816,6 +768,12 @@ impl AsyncRead for Watched {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.ahead.is_empty() {
+            // Noted as read when they were read.
+            let n = self.ahead.len().min(buf.remaining());
+            buf.put_slice(&self.ahead.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {

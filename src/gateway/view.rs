@@ -87,7 +87,8 @@ impl View {
     }
 }
 
-fn accepts_in(statuses: &Statuses, slot: &SlotName) -> bool {
+/// Whether `slot` accepts new requests in `statuses`.
+pub fn accepts_in(statuses: &Statuses, slot: &SlotName) -> bool {
     statuses
         .get(slot)
         .is_some_and(crate::model::SlotStatus::accepts_requests)

@@ -20,11 +20,7 @@ const VERDICT_GRACE: Duration = Duration::from_secs(3);
 
 /// Whether a new request may be sent to `slot` now.
 pub fn accepts(state: &GatewayState, slot: &SlotName) -> bool {
-    state
-        .statuses
-        .borrow()
-        .get(slot)
-        .is_some_and(crate::model::SlotStatus::accepts_requests)
+    super::view::accepts_in(&state.statuses.borrow(), slot)
 }
 
 /// Waits in the slot's queue (`ticket`) until the slot accepts requests, then counts the

@@ -387,7 +387,8 @@ fn framing(status: StatusCode, method: &Method, headers: &HeaderMap) -> Result<F
     })
 }
 
-fn parse_decimal(s: &[u8]) -> Option<u64> {
+/// A decimal length (`content-length`, digits only, at most 19 of them).
+pub fn parse_decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 {
         return None;
     }
@@ -400,17 +401,24 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
 /// `keep-alive`.
 fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
     let says = |token: &[u8]| {
-        headers.get_all(CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), token))
     };
     if version == Version::HTTP_10 {
         says(b"keep-alive")
     } else {
         !says(b"close")
     }
+}
+
+/// Whether a comma-separated header value (`connection: keep-alive, close`) lists `token`,
+/// in any case.
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// What the decoder got out of the buffer.

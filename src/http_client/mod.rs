@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 mod h1;
 mod pool;
 
-pub use h1::H1Error;
+pub use h1::{H1Error, has_token, parse_decimal};
 pub use pool::{Pool, PoolError, PooledBody};
 
 thread_local! {
