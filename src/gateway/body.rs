@@ -4,11 +4,9 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use bytes::Bytes;
-use serde_json::Value;
-use serde_json::value::RawValue;
-
 use super::OpenAiError;
+use super::json_scan::{self, JsonError};
+use bytes::Bytes;
 
 /// What the gateway needs to know about a request body, read in one pass over it without
 /// copying: `model` borrows from the body unless it has escapes.
@@ -39,46 +37,41 @@ pub fn parse<'a>(content_type: &str, body: &'a [u8]) -> Result<Parsed<'a>, OpenA
             model_span: None,
         });
     }
-    // Only `model` and `stream` are read here; the rest is skipped without building a tree.
-    #[derive(serde::Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow, default)]
-        model: Option<&'a RawValue>,
-        #[serde(default)]
-        stream: Option<Value>,
-    }
-    let head: Head<'a> = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            not_a_string()
-        } else {
-            OpenAiError::bad_request(format!("the request body is not valid JSON: {e}"))
-                .code("invalid_json")
-        }
-    })?;
-    let Some(raw) = head.model else {
-        return Err(OpenAiError::bad_request(
+    // Only `model` and `stream` are read here; the rest is checked and skipped, nothing built.
+    let (text, [model, stream]) =
+        json_scan::members(body, ["model", "stream"]).map_err(|e| match e {
+            JsonError::NotAnObject => {
+                OpenAiError::bad_request("the request body must be a JSON object")
+                    .code("invalid_json")
+            }
+            JsonError::Duplicate(name) => OpenAiError::bad_request(format!(
+                "`{name}` appears more than once in the request body"
+            ))
+            .param(name)
+            .code("invalid_json"),
+            e => OpenAiError::bad_request(format!("the request body is not valid JSON: {e}"))
+                .code("invalid_json"),
+        })?;
+    let missing = || {
+        OpenAiError::bad_request(
             "the request has no `model`; say which model (slot name, model id or alias) should answer",
         )
         .param("model")
-        .code("missing_model"));
+        .code("missing_model")
     };
-    let text: &'a str = raw.get();
-    let model = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+    let model_span = model.ok_or_else(missing)?;
+    let raw: &'a str = &text[model_span.clone()];
+    let model = match raw.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         Some(inner) if !inner.contains('\\') => Cow::Borrowed(inner),
-        Some(_) => Cow::Owned(serde_json::from_str::<String>(text).map_err(|_| not_a_string())?),
+        Some(_) => Cow::Owned(serde_json::from_str::<String>(raw).map_err(|_| not_a_string())?),
+        None if raw == "null" => return Err(missing()),
         None => return Err(not_a_string()),
     };
     if model.is_empty() {
         return Err(not_a_string());
     }
-    // The raw value is a slice of `body`: its offset is where `model`'s value starts.
-    let start = (text.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
-    let model_span = (start <= body.len()).then(|| start..start + text.len());
-    let stream = head
-        .stream
-        .as_ref()
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let model_span = Some(model_span);
+    let stream = stream.is_some_and(|s| &text[s] == "true");
     Ok(Parsed {
         model,
         stream,
@@ -157,6 +150,33 @@ mod tests {
                 .unwrap()
                 .code,
             Some("missing_model")
+        );
+        let duplicate = parse("application/json", br#"{"model":"a","model":"b"}"#)
+            .err()
+            .unwrap();
+        assert_eq!(
+            (duplicate.message.as_str(), duplicate.param),
+            (
+                "`model` appears more than once in the request body",
+                Some("model")
+            )
+        );
+        let array = parse("application/json", br#"[{"model":"a"}]"#)
+            .err()
+            .unwrap();
+        assert_eq!(
+            (array.message.as_str(), array.code),
+            (
+                "the request body must be a JSON object",
+                Some("invalid_json")
+            )
+        );
+        let broken = parse("application/json", b"{\"model\":\"a\",\n\"messages\":[}")
+            .err()
+            .unwrap();
+        assert_eq!(
+            broken.message,
+            "the request body is not valid JSON: expected a value at line 2 column 13"
         );
         let form = "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF..\r\n--XX\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper\r\n--XX--\r\n";
         assert_eq!(

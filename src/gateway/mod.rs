@@ -8,6 +8,7 @@
 //! - `control`  the SlotControl trait (ensure_ready, activity) the controller implements
 //! - `errors`   OpenAI-shaped errors (also for axum's own plain-text and empty ones)
 //! - `front`    the hot path's own HTTP/1.1 server: POST /v1/* read and answered without hyper
+//! - `json_scan` one checking pass over a JSON body finding top-level members, allocation-free
 //! - `listen`   serving connections: cap, header/body/idle timeouts, accept backoff, drain
 //! - `workers`  one single-threaded runtime per core serving the connections handed to it
 //! - `metrics`  /metrics in Prometheus text: per-slot state, loads, queue wait, requests, TTFB
@@ -26,6 +27,7 @@ mod body;
 mod control;
 mod errors;
 mod front;
+mod json_scan;
 pub mod listen;
 mod metrics;
 mod models;
