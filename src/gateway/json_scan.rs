@@ -27,13 +27,16 @@ pub enum JsonError {
     Duplicate(&'static str),
 }
 
+/// Where each wanted member's value is, by byte range.
+pub type Spans<const N: usize> = [Option<Range<usize>>; N];
+
 /// The document as text, and where the value of each of `names` is in it (`None` when the
 /// top-level object has no such member). Keys are compared after their escapes are decoded, so
 /// `"mod\u0065l"` is `model`; a name given twice is [`JsonError::Duplicate`].
 pub fn members<'a, const N: usize>(
     doc: &'a [u8],
     names: [&'static str; N],
-) -> Result<(&'a str, [Option<Range<usize>>; N]), JsonError> {
+) -> Result<(&'a str, Spans<N>), JsonError> {
     let text = std::str::from_utf8(doc).map_err(|e| {
         let (line, column) = position(doc, e.valid_up_to());
         JsonError::Utf8 { line, column }
@@ -129,10 +132,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The top-level object, noting where the values of `names` are.
-    fn object<const N: usize>(
-        &mut self,
-        names: [&'static str; N],
-    ) -> Result<[Option<Range<usize>>; N], Stop> {
+    fn object<const N: usize>(&mut self, names: [&'static str; N]) -> Result<Spans<N>, Stop> {
         let mut found = [const { None }; N];
         let mut twice = None;
         self.ws();
