@@ -87,11 +87,28 @@ impl Parsed<'_> {
             return None;
         };
         let (before, after) = (body.get(..span.start)?, body.get(span.end..)?);
-        let mut out = Vec::with_capacity(body.len() + to.len() + 2);
+        // Sized exactly, so that the bytes become the `Bytes` without another allocation.
+        let mut encoded = Counted(0);
+        serde_json::to_writer(&mut encoded, to).ok()?;
+        let mut out = Vec::with_capacity(before.len() + encoded.0 + after.len());
         out.extend_from_slice(before);
         serde_json::to_writer(&mut out, to).ok()?;
         out.extend_from_slice(after);
         Some(Bytes::from(out))
+    }
+}
+
+/// A writer that only counts.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

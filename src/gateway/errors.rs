@@ -4,6 +4,8 @@ use axum::Json;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+use super::reply::{self, Reply, ReplyBody};
+
 /// An error answer. Logging happens in the handlers, not here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenAiError {
@@ -76,11 +78,13 @@ pub async fn openai_errors(req: axum::extract::Request, next: axum::middleware::
     // A clone of the URI shares its bytes: nothing is copied for requests that succeed.
     let uri = req.uri().clone();
     let resp = next.run(req).await;
-    openai_shape(&method, &uri, resp).await
+    openai_shape(&method, &uri, reply::of(resp))
+        .await
+        .map(ReplyBody::into_axum)
 }
 
 /// The answer to `method` `uri`, with an error that is not JSON yet put in OpenAI's shape.
-pub async fn openai_shape(method: &Method, uri: &Uri, resp: Response) -> Response {
+pub async fn openai_shape(method: &Method, uri: &Uri, resp: Reply) -> Reply {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
@@ -97,10 +101,10 @@ pub async fn openai_shape(method: &Method, uri: &Uri, resp: Response) -> Respons
     Box::pin(reshape(method, uri, resp)).await
 }
 
-async fn reshape(method: &Method, uri: &Uri, resp: Response) -> Response {
+async fn reshape(method: &Method, uri: &Uri, resp: Reply) -> Reply {
     let status = resp.status();
     let (parts, body) = resp.into_parts();
-    let text = axum::body::to_bytes(body, 64 << 10)
+    let text = axum::body::to_bytes(body.into_axum(), 64 << 10)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
@@ -140,9 +144,11 @@ async fn reshape(method: &Method, uri: &Uri, resp: Response) -> Response {
     } else {
         "invalid_request_error"
     };
-    let mut out = OpenAiError::new(status, kind, message)
-        .code(code)
-        .into_response();
+    let mut out = reply::of(
+        OpenAiError::new(status, kind, message)
+            .code(code)
+            .into_response(),
+    );
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             out.headers_mut().insert(name.clone(), value.clone());

@@ -30,6 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::listen::{BodyTimeout, Limits, Watched};
+use super::reply::Reply;
 use super::view::View;
 use super::{GatewayState, routes};
 use crate::http_client::{has_token, parse_decimal};
@@ -74,6 +75,7 @@ pub async fn serve(
     let mut map = HeaderMap::new();
     let mut out = Vec::new();
     let mut view = View::new(state);
+    let mut handler = None;
     loop {
         if buf.is_empty() && buf.capacity() > KEEP_READ {
             *buf = BytesMut::new();
@@ -117,22 +119,24 @@ pub async fn serve(
         *req.method_mut() = Method::POST;
         *req.uri_mut() = head.uri;
         *req.headers_mut() = std::mem::take(&mut map);
-        // Boxed, one allocation per request: the proxy's future is a few KiB, needed only until
-        // the response head; a connection (and an open stream) does not carry it.
-        let handled: Pin<Box<dyn Future<Output = axum::response::Response> + Send + '_>> =
-            Box::pin(routes::direct(state, &view, req));
-        let Some(resp) = unless_closed(handled, io, buf).await else {
+        // The handler's future is a few KiB: it lives in a box of its own (a connection's
+        // future, and so an open stream, does not carry its room), the same box request after
+        // request.
+        let running = in_box(&mut handler, handle(state, view, req));
+        let Some((resp, back)) = unless_closed(running, io, buf).await else {
             return Outcome::Closed;
         };
+        view = back;
         let (mut parts, body) = resp.into_parts();
         let close = head.close || unread || draining(drain);
         let framing = encode_head(&mut out, &parts.status, &parts.headers, &body, close);
         if framing == Framing::Chunked {
             // A stream may stay open for minutes: it does not hold the memory the next request
-            // would reuse (an empty read buffer, the header map).
+            // would reuse (an empty read buffer, the header map, the handler's box).
             if buf.is_empty() {
                 *buf = BytesMut::new();
             }
+            handler = None;
             drop(parts);
         } else {
             map = std::mem::take(&mut parts.headers);
@@ -158,6 +162,24 @@ pub async fn serve(
             }
             Finished::Cut => return Outcome::Closed,
         }
+    }
+}
+
+/// The gateway's handler for `req`, `view` handed back with the answer: the future borrows
+/// nothing of the connection's, so one box can hold each request's in turn.
+async fn handle(state: &GatewayState, view: View, req: Request<RequestBody>) -> (Reply, View) {
+    let resp = routes::direct(state, &view, req).await;
+    (resp, view)
+}
+
+/// `fut` in `slot`'s box, the one there before (its future finished) reused.
+fn in_box<F: Future>(slot: &mut Option<Pin<Box<F>>>, fut: F) -> Pin<&mut F> {
+    match slot.take() {
+        Some(mut b) => {
+            b.as_mut().set(fut);
+            slot.insert(b).as_mut()
+        }
+        None => slot.insert(Box::pin(fut)).as_mut(),
     }
 }
 
@@ -393,7 +415,7 @@ fn encode_head(
     out: &mut Vec<u8>,
     status: &StatusCode,
     headers: &HeaderMap,
-    body: &axum::body::Body,
+    body: &impl hyper::body::Body,
     close: bool,
 ) -> Framing {
     use std::io::Write;
@@ -466,9 +488,8 @@ async fn write_body(
     buf: &mut BytesMut,
     out: &[u8],
     framing: Framing,
-    mut body: axum::body::Body,
+    mut body: impl hyper::body::Body<Data = Bytes> + Unpin,
 ) -> Finished {
-    use hyper::body::Body as _;
     if framing == Framing::None || (framing == Framing::Length(0)) {
         return match write_all(io, &mut [IoSlice::new(out)]).await {
             Ok(()) => Finished::Whole,

@@ -34,6 +34,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::reply::{self, Reply, ReplyBody};
 use super::workers::Workers;
 use super::{GatewayState, front, routes};
 
@@ -364,7 +365,7 @@ async fn connection(
         // every connection for its whole life, and the proxy's future is a few KiB (2.7 KiB
         // less per open stream, measured by tests/gateway_allocs.rs). The slot holds two
         // pointers, not either future.
-        let handled: Pin<Box<dyn Future<Output = axum::response::Response> + Send>> = match &v1 {
+        let handled: Pin<Box<dyn Future<Output = Reply> + Send>> = match &v1 {
             Some(state) if routes::is_v1_post(&req) => {
                 let state = state.clone();
                 Box::pin(async move {
@@ -377,7 +378,7 @@ async fn connection(
                 let router = router.clone();
                 Box::pin(async move {
                     match router.oneshot(req.map(Body::new)).await {
-                        Ok(resp) => resp,
+                        Ok(resp) => reply::of(resp),
                         Err(never) => match never {},
                     }
                 })
@@ -660,7 +661,7 @@ impl Drop for RequestGuard {
 
 /// A response body carrying its request's [`RequestGuard`].
 struct Guarded {
-    inner: Body,
+    inner: ReplyBody,
     _guard: RequestGuard,
 }
 

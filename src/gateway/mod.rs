@@ -19,6 +19,7 @@
 //! - `wake`     wait for a slot to be ready, loading it if needed
 //! - `proxy`    forward a request to a slot, stream the response back
 //! - `queue`    the per-slot wait queues (429 past max_queue)
+//! - `reply`    the /v1 handler's answer: an upstream body as it is, or any other (boxed)
 //! - `targets`  per-slot upstreams, pools and metric handles, prebuilt once per routing table
 //! - `routes`   POST /v1/*: read the body, find the model, wake, proxy
 
@@ -33,6 +34,7 @@ mod metrics;
 mod models;
 mod proxy;
 mod queue;
+mod reply;
 mod routes;
 mod stream;
 mod targets;

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::body::Body;
 use axum::http::uri::PathAndQuery;
 use axum::http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
@@ -15,6 +14,7 @@ use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 
 use super::control::InFlight;
+use super::reply::{Reply, ReplyBody};
 use super::{OpenAiError, targets};
 use crate::http_client::{Pool, PooledBody};
 
@@ -132,8 +132,8 @@ pub fn request(
 
 /// The client's response: the upstream's, its hop-by-hop headers removed, the body carrying
 /// `in_flight` (which lives until the body is finished or dropped).
-pub fn response(resp: Response<PooledBody>, in_flight: InFlight) -> Response<Body> {
-    let resp = resp.map(|b| Body::new(InFlightBody::new(b, in_flight)));
+pub fn response(resp: Response<PooledBody>, in_flight: InFlight) -> Reply {
+    let resp = resp.map(|b| ReplyBody::Upstream(InFlightBody::new(b, in_flight)));
     let (mut parts, body) = resp.into_parts();
     let is_sse = parts
         .headers
@@ -154,7 +154,7 @@ pub fn response(resp: Response<PooledBody>, in_flight: InFlight) -> Response<Bod
 
 /// An upstream response body carrying its request's [`InFlight`]: dropped when the body ends
 /// or the client leaves.
-struct InFlightBody<B> {
+pub struct InFlightBody<B> {
     inner: B,
     in_flight: Option<InFlight>,
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::control::InFlight;
 use super::listen::{self, ReadBodyError};
 use super::queue::QueueTicket;
+use super::reply::{self, Reply, ReplyBody};
 use super::targets::SlotEntry;
 use super::view::View;
 use super::{GatewayState, OpenAiError, body, errors, metrics, proxy, stream, wake};
@@ -36,7 +37,7 @@ pub fn is_v1_post_path(path: &str) -> bool {
 /// One `async fn` from here to the upstream pool where there could be several: each level's
 /// future is built, then moved whole into its caller's, a copy of a few KiB per level and
 /// request.
-pub async fn direct<B>(state: &GatewayState, view: &View, req: http::Request<B>) -> Response
+pub async fn direct<B>(state: &GatewayState, view: &View, req: http::Request<B>) -> Reply
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     B::Error: Into<axum::BoxError>,
@@ -51,11 +52,11 @@ where
             // On shutdown, a stream still open after the drain time ends with an error event.
             let (parts, body) = r.into_parts();
             let last = stream::cut_event();
-            let body = axum::body::Body::new(listen::Cuttable::new(body, state.cut.clone(), last));
-            Response::from_parts(parts, body)
+            let body = listen::Cuttable::new(body.into_axum(), state.cut.clone(), last);
+            Reply::from_parts(parts, ReplyBody::Other(axum::body::Body::new(body)))
         }
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => reply::of(e.into_response()),
     };
     match slot {
         Some(entry) => entry.metrics.request(endpoint, resp.status()),
@@ -67,10 +68,10 @@ where
 /// The routed form of [`direct`] (`POST /v1/{*rest}`).
 pub async fn forward(State(state): State<GatewayState>, req: Request) -> Response {
     let view = View::new(&state);
-    direct(&state, &view, req).await
+    direct(&state, &view, req).await.map(ReplyBody::into_axum)
 }
 
-fn is_event_stream(r: &Response) -> bool {
+fn is_event_stream(r: &Reply) -> bool {
     r.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -99,7 +100,7 @@ async fn handle<'v, B>(
     req: http::Request<B>,
     started: Instant,
     slot_out: &mut Option<&'v SlotEntry>,
-) -> Result<Response, OpenAiError>
+) -> Result<Reply, OpenAiError>
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     B::Error: Into<axum::BoxError>,
@@ -159,7 +160,7 @@ where
             let slot = slot.clone();
             let entry = entry.clone();
             let work = async move { after_wait(&state, entry, upstream, ticket, started).await };
-            return Ok(stream::after_load(slot, work));
+            return Ok(reply::of(stream::after_load(slot, work)));
         }
         // Boxed: waiting for a load is the rare path; every request's future stays small.
         return Box::pin(after_wait(state, entry.clone(), upstream, ticket, started)).await;
@@ -176,7 +177,7 @@ async fn after_wait(
     upstream: proxy::Upstream,
     ticket: QueueTicket,
     started: Instant,
-) -> Result<Response, OpenAiError> {
+) -> Result<Reply, OpenAiError> {
     let waited = Instant::now();
     let (in_flight, target) = wake::admitted(state, &entry.route.slot, ticket).await?;
     entry.metrics.queue_wait(waited.elapsed());
@@ -216,7 +217,7 @@ async fn send(
     upstream: proxy::Upstream,
     in_flight: InFlight,
     started: Instant,
-) -> Result<Response, OpenAiError> {
+) -> Result<Reply, OpenAiError> {
     // The upstream request is built before the await, and the response finished after it:
     // the future holds little more than the pool's.
     let sent = match proxy::request(&entry.upstream, upstream) {

@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
 use super::OpenAiError;
+use super::reply::Reply;
 use crate::model::SlotName;
 
 /// Time between keep-alive comments while a slot loads.
@@ -48,7 +49,7 @@ pub fn error_event(e: &OpenAiError) -> Bytes {
 /// error becomes an error event. A client that goes away drops `work`, withdrawing its wait.
 pub fn after_load(
     slot: SlotName,
-    work: impl Future<Output = Result<Response, OpenAiError>> + Send + 'static,
+    work: impl Future<Output = Result<Reply, OpenAiError>> + Send + 'static,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(32);
     tokio::spawn(async move {
