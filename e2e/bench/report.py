@@ -47,6 +47,15 @@ def main(path):
             return float("nan")
         return c[who] / c["hz"] * 1e6 / r["r"]["requests"]
 
+    def sched(r, who):
+        """Run-queue wait of the proxy's threads in µs per request, and their preemptions per
+        second (from /proc/*/task/*/schedstat and status; '—' for runs without them)."""
+        x = (r.get("sched") or {}).get("nginx" if who == "nginx" else "hal0")
+        if x is None or who == "direct" or not r["r"]["requests"]:
+            return None
+        secs = r["r"]["duration_us"] / 1e6
+        return x["wait_ns"] / 1000 / r["r"]["requests"], x["preempted"] / secs
+
     def rps(r):
         return r["r"]["requests"] / r["r"]["duration_us"] * 1e6
 
@@ -54,8 +63,9 @@ def main(path):
     for c in concs:
         p(f"### {c} concurrent connection{'s' if c > 1 else ''}: small JSON POST")
         p("")
-        p("| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | upstream CPU µs/req | errors | load avg (1m) before runs |")
-        p("|---|---:|---:|---:|---:|---:|---:|---|")
+        p("| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | upstream CPU µs/req "
+          "| proxy run-queue wait µs/req | proxy preemptions/s | errors | load avg (1m) before runs |")
+        p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         summary = {}
         for t in TARGETS:
             rs = wrk.get((c, t), [])
@@ -69,8 +79,12 @@ def main(path):
             summary[t] = (med(v), med(p50), med(p99), med([cpu_us(r, t) for r in rs]))
             pcpu = "—" if t == "direct" else f"{med([cpu_us(r, t) for r in rs]):.0f}"
             ucpu = f"{med([cpu_us(r, 'upstream') for r in rs]):.0f}"
+            sch = [x for x in (sched(r, t) for r in rs) if x is not None]
+            wait = f"{med([x[0] for x in sch]):.1f}" if sch else "—"
+            pre = f"{med([x[1] for x in sch]):,.0f}" if sch else "—"
             p(f"| {t} | {med(v):,.0f} [{min(v):,.0f}–{max(v):,.0f}] | {med(p50):.3f} | "
-              f"{med(p99):.3f} [{min(p99):.3f}–{max(p99):.3f}] | {pcpu} | {ucpu} | {errs} | {loads} |")
+              f"{med(p99):.3f} [{min(p99):.3f}–{max(p99):.3f}] | {pcpu} | {ucpu} | {wait} | {pre} "
+              f"| {errs} | {loads} |")
         p("")
         for h in HAL0:
             if "nginx" not in summary or h not in summary:

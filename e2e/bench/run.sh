@@ -231,16 +231,32 @@ cpu_ticks() { # utime+stime of the given pids (and their threads), in clock tick
     for p in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
     echo "$total"
 }
+sched() { # run-queue wait (ns) and preemptions of the given pids' threads: "wait preempted"
+    local p wait=0 pre=0 w n
+    for p in "$@"; do
+        w=$(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {print s + 0}')
+        n=$(cat /proc/"$p"/task/*/status 2>/dev/null | awk '$1 == "nonvoluntary_ctxt_switches:" {s += $2} END {print s + 0}')
+        wait=$((wait + w)) pre=$((pre + n))
+    done
+    echo "$wait $pre"
+}
+sched_json() { # before-sample after-sample → {"wait_ns":…,"preempted":…}
+    local a=($1) b=($2)
+    echo "{\"wait_ns\":$((b[0] - a[0])),\"preempted\":$((b[1] - a[1]))}"
+}
 NGINX_PIDS() { echo "$(cat "$WORK/nginx.pid") $(pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ')"; }
 run_wrk() { # round target concurrency
     local load out line h0 n0 u0
     load=$(loadavg)
     h0=$(cpu_ticks "$HAL0_PID") n0=$(cpu_ticks $(NGINX_PIDS)) u0=$(cpu_ticks "$UP_PID")
+    local hs0 ns0 us0
+    hs0=$(sched "$HAL0_PID") ns0=$(sched $(NGINX_PIDS)) us0=$(sched "$UP_PID")
     out=$(BENCH_MODEL=${MODEL[$2]} wrk -t1 -c"$3" -d"${DURATION}s" --timeout 10s -s "$BENCH/post.lua" "${URL[$2]}$CHAT_PATH")
     line=$(grep '^WRKJSON ' <<<"$out" | sed 's/^WRKJSON //')
     local hal0_ticks=$(( $(cpu_ticks "$HAL0_PID") - h0 ))
     local cpu="{\"hal0\":$hal0_ticks,\"hal0-up\":$hal0_ticks,\"nginx\":$(( $(cpu_ticks $(NGINX_PIDS)) - n0 )),\"upstream\":$(( $(cpu_ticks "$UP_PID") - u0 )),\"hz\":$(getconf CLK_TCK)}"
-    record "{\"kind\":\"wrk\",\"round\":$1,\"target\":\"$2\",\"c\":$3,\"load\":\"$load\",\"load_after\":\"$(loadavg)\",\"cpu_ticks\":$cpu,\"r\":$line}"
+    local sch="{\"hal0\":$(sched_json "$hs0" "$(sched "$HAL0_PID")"),\"nginx\":$(sched_json "$ns0" "$(sched $(NGINX_PIDS))"),\"upstream\":$(sched_json "$us0" "$(sched "$UP_PID")")}"
+    record "{\"kind\":\"wrk\",\"round\":$1,\"target\":\"$2\",\"c\":$3,\"load\":\"$load\",\"load_after\":\"$(loadavg)\",\"cpu_ticks\":$cpu,\"sched\":$sch,\"r\":$line}"
     log "round $1 wrk  c=$3 $2: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%.0f req/s p50 %dus p99 %dus non2xx %d" % (r["requests"]/r["duration_us"]*1e6, r["p50_us"], r["p99_us"], r["non2xx"]))' "$line") (load $load)"
 }
 run_sse() { # round target concurrency
