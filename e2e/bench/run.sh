@@ -234,8 +234,8 @@ cpu_ticks() { # utime+stime of the given pids (and their threads), in clock tick
 sched() { # run-queue wait (ns) and preemptions of the given pids' threads: "wait preempted"
     local p wait=0 pre=0 w n
     for p in "$@"; do
-        w=$(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {print s + 0}')
-        n=$(cat /proc/"$p"/task/*/status 2>/dev/null | awk '$1 == "nonvoluntary_ctxt_switches:" {s += $2} END {print s + 0}')
+        w=$(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}')
+        n=$(cat /proc/"$p"/task/*/status 2>/dev/null | awk '$1 == "nonvoluntary_ctxt_switches:" {s += $2} END {printf "%.0f\n", s}')
         wait=$((wait + w)) pre=$((pre + n))
     done
     echo "$wait $pre"
