@@ -10,10 +10,10 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState, SlotAdmin};
 use crate::config::store::ConfigStore;
-use crate::controller::{ControlHandle, Controller};
+use crate::controller::{ControlHandle, Controller, SlotCounter};
 use crate::core::RestartPolicy;
 use crate::dashboard;
-use crate::gateway::{self, GatewayState, KeySet, SlotControl};
+use crate::gateway::{self, GatewayState, KeySet, RequestCounter, SlotControl};
 use crate::model::{DesiredState, LoadError, ServerSettings, SlotName, Target};
 use crate::providers::expand_home;
 use crate::runtime::process::{ProcessRuntime, RuntimeConfig, reap_orphans};
@@ -38,6 +38,20 @@ impl SlotControl for ControlHandle {
 
     fn request_done_waiting(&self, slot: &SlotName, since: tokio::time::Instant) {
         ControlHandle::request_done_waiting(self, slot, since);
+    }
+
+    fn counter(&self, slot: &SlotName) -> Option<Arc<dyn RequestCounter>> {
+        Some(ControlHandle::counter(self, slot))
+    }
+}
+
+impl RequestCounter for SlotCounter {
+    fn started(&self) {
+        SlotCounter::started(self);
+    }
+
+    fn finished(&self) {
+        SlotCounter::finished(self);
     }
 }
 

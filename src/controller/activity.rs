@@ -1,13 +1,16 @@
 //! Request activity, recorded by the gateway and read by the controller: requests in flight,
 //! requests waiting for the slot to serve (with when each arrived) and the last request time
-//! per slot. Updates are a short std-mutex section. The controller
-//! is woken only for slots it is watching (an idle slot that may become ready, a restart or
-//! unload waiting for requests to end), and only when the in-flight count crosses zero: on a
-//! busy, ready slot requests cost the controller nothing. Waiting requests (only for a slot
-//! that does not serve) always wake it: they may need a load or a turn.
+//! per slot. A request in flight is counted on its slot's [`SlotCounter`] — atomics the gateway
+//! holds a handle to, so counting takes no lock and no lookup; waiting requests (the rare path)
+//! are a short std-mutex section. The controller is woken only for slots it is watching (an
+//! idle slot that may become ready, a restart or unload waiting for requests to end), and only
+//! when the in-flight count crosses zero: on a busy, ready slot requests cost the controller
+//! nothing. Waiting requests (only for a slot that does not serve) always wake it: they may
+//! need a load or a turn.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -24,50 +27,114 @@ pub struct Activity {
     pub waiting: Vec<Instant>,
 }
 
-#[derive(Debug, Default)]
-pub struct ActivityTracker {
-    slots: Mutex<HashMap<SlotName, Activity>>,
-    changed: Notify,
+/// One slot's requests in flight and when one last began or ended.
+#[derive(Debug)]
+pub struct SlotCounter {
+    in_flight: AtomicU32,
+    /// Nanoseconds after the tracker's `base`, plus one; 0: no request yet.
+    last: AtomicU64,
+    watched: AtomicBool,
+    base: Instant,
+    changed: Arc<Notify>,
 }
 
-impl ActivityTracker {
-    pub fn started(&self, slot: &SlotName) {
-        let notify = {
-            let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let e = match m.get_mut(slot) {
-                Some(e) => e,
-                // First request ever for this slot: the controller has not seen it yet.
-                None => m.entry(slot.clone()).or_insert(Activity {
-                    in_flight: 0,
-                    last: now,
-                    watched: true,
-                    waiting: Vec::new(),
-                }),
-            };
-            e.in_flight += 1;
-            e.last = now;
-            e.in_flight == 1 && e.watched
+impl SlotCounter {
+    fn touch(&self) {
+        let nanos = Instant::now()
+            .saturating_duration_since(self.base)
+            .as_nanos();
+        self.last
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1, SeqCst);
+    }
+
+    /// A request began.
+    pub fn started(&self) {
+        if self.in_flight.fetch_add(1, SeqCst) == 0 {
+            self.touch();
+            if self.watched.load(SeqCst) {
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// That request ended (completed, failed or cancelled).
+    pub fn finished(&self) {
+        let Ok(before) = self
+            .in_flight
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+        else {
+            return;
         };
-        if notify {
+        self.touch();
+        if before == 1 && self.watched.load(SeqCst) {
             self.changed.notify_one();
         }
     }
 
+    fn last(&self) -> Option<Instant> {
+        match self.last.load(SeqCst) {
+            0 => None,
+            n => Some(self.base + std::time::Duration::from_nanos(n - 1)),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// `None` until something counts on it.
+    counter: Option<Arc<SlotCounter>>,
+    waiting: Vec<Instant>,
+    /// Whether it was watched (for slots with no counter yet; new ones are).
+    watched: Option<bool>,
+    last_waiting: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct ActivityTracker {
+    slots: Mutex<HashMap<SlotName, Entry>>,
+    changed: Arc<Notify>,
+    base: Instant,
+}
+
+impl Default for ActivityTracker {
+    fn default() -> Self {
+        ActivityTracker {
+            slots: Mutex::default(),
+            changed: Arc::default(),
+            base: Instant::now(),
+        }
+    }
+}
+
+impl ActivityTracker {
+    /// `slot`'s counter (made on first use; a slot the controller has not seen is watched).
+    pub fn counter(&self, slot: &SlotName) -> Arc<SlotCounter> {
+        let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let e = m.entry(slot.clone()).or_default();
+        e.counter
+            .get_or_insert_with(|| {
+                Arc::new(SlotCounter {
+                    in_flight: AtomicU32::new(0),
+                    last: AtomicU64::new(0),
+                    watched: AtomicBool::new(e.watched.unwrap_or(true)),
+                    base: self.base,
+                    changed: self.changed.clone(),
+                })
+            })
+            .clone()
+    }
+
+    pub fn started(&self, slot: &SlotName) {
+        self.counter(slot).started();
+    }
+
     pub fn finished(&self, slot: &SlotName) {
-        let notify = {
-            let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            match m.get_mut(slot) {
-                Some(e) => {
-                    e.in_flight = e.in_flight.saturating_sub(1);
-                    e.last = Instant::now();
-                    e.in_flight == 0 && e.watched
-                }
-                None => false,
-            }
+        let counter = {
+            let m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            m.get(slot).and_then(|e| e.counter.clone())
         };
-        if notify {
-            self.changed.notify_one();
+        if let Some(c) = counter {
+            c.finished();
         }
     }
 
@@ -75,15 +142,9 @@ impl ActivityTracker {
     pub fn waiting(&self, slot: &SlotName, since: Instant) {
         {
             let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            m.entry(slot.clone())
-                .or_insert(Activity {
-                    in_flight: 0,
-                    last: since,
-                    watched: true,
-                    waiting: Vec::new(),
-                })
-                .waiting
-                .push(since);
+            let e = m.entry(slot.clone()).or_default();
+            e.waiting.push(since);
+            e.last_waiting = Some(e.last_waiting.map_or(since, |l| l.max(since)));
         }
         self.changed.notify_one();
     }
@@ -105,13 +166,34 @@ impl ActivityTracker {
     /// Sets which slots the controller wants to hear about.
     pub fn watch_only(&self, watched: impl Fn(&SlotName) -> bool) {
         let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        for (slot, a) in m.iter_mut() {
-            a.watched = watched(slot);
+        for (slot, e) in m.iter_mut() {
+            let w = watched(slot);
+            e.watched = Some(w);
+            if let Some(c) = &e.counter {
+                c.watched.store(w, SeqCst);
+            }
         }
     }
 
+    /// Every slot a request has come for (in flight, ended or waiting).
     pub fn snapshot(&self) -> HashMap<SlotName, Activity> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter()
+            .filter_map(|(slot, e)| {
+                let counted = e.counter.as_ref().and_then(|c| c.last());
+                let last = match (counted, e.last_waiting) {
+                    (Some(a), Some(b)) => a.max(b),
+                    (a, b) => a.or(b)?,
+                };
+                let activity = Activity {
+                    in_flight: e.counter.as_ref().map_or(0, |c| c.in_flight.load(SeqCst)),
+                    last,
+                    watched: e.watched.unwrap_or(true),
+                    waiting: e.waiting.clone(),
+                };
+                Some((slot.clone(), activity))
+            })
+            .collect()
     }
 
     /// Resolves when a watched slot's in-flight count crossed zero since the last call.
@@ -151,6 +233,46 @@ mod tests {
             .await
             .expect("notified");
         assert_eq!(t.snapshot()[&n("a")].in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn a_counter_taken_ahead_counts_without_the_tracker() {
+        let t = ActivityTracker::default();
+        // The gateway takes the counter when a routing table is published: no request yet, so
+        // the slot has no activity to report.
+        let c = t.counter(&n("a"));
+        assert!(t.snapshot().is_empty());
+        c.finished();
+        assert!(
+            t.snapshot().is_empty(),
+            "an end without a start counts nothing"
+        );
+        c.started();
+        c.started();
+        tokio::time::timeout(std::time::Duration::from_secs(1), t.changed())
+            .await
+            .expect("a new slot is watched: the first request wakes the controller");
+        assert_eq!(t.snapshot()[&n("a")].in_flight, 2);
+        // The same counter whichever way it is reached.
+        t.finished(&n("a"));
+        let before = t.snapshot()[&n("a")].last;
+        c.finished();
+        let a = &t.snapshot()[&n("a")];
+        assert_eq!(a.in_flight, 0);
+        assert!(a.last >= before);
+        tokio::time::timeout(std::time::Duration::from_secs(1), t.changed())
+            .await
+            .expect("crossing zero on a watched slot wakes the controller");
+        // watch_only reaches counters already handed out.
+        t.watch_only(|_| false);
+        c.started();
+        c.finished();
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), t.changed())
+                .await
+                .is_err(),
+            "an unwatched slot's requests cost the controller nothing"
+        );
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::activity::ActivityTracker;
+use super::activity::{ActivityTracker, SlotCounter};
 use crate::core::Event;
 use crate::model::{LoadError, SlotName, Target};
 use crate::runtime::LogBuffer;
@@ -66,6 +66,11 @@ impl ControlHandle {
         let _ = self
             .requests
             .send(Request::Event(slot.clone(), Event::Unload));
+    }
+
+    /// `slot`'s request counter: counting on it takes no lock.
+    pub fn counter(&self, slot: &SlotName) -> Arc<SlotCounter> {
+        self.activity.counter(slot)
     }
 
     pub fn request_started(&self, slot: &SlotName) {

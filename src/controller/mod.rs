@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-pub use activity::{Activity, ActivityTracker};
+pub use activity::{Activity, ActivityTracker, SlotCounter};
 pub use handle::{ControlHandle, ReadyReply, Request};
 
 use crate::core::{self, Action, Event, ObservedSlot, RestartPolicy, StatusMap, Time};

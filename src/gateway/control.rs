@@ -30,6 +30,19 @@ pub trait SlotControl: Send + Sync + 'static {
         let _ = since;
         self.request_finished(slot);
     }
+    /// A counter of `slot`'s requests to count on directly, when this control keeps one (the
+    /// gateway takes it once per routing table): then counting a request takes no lock and no
+    /// lookup. By default, none: requests are counted through `request_started`/`_finished`.
+    fn counter(&self, slot: &SlotName) -> Option<Arc<dyn RequestCounter>> {
+        let _ = slot;
+        None
+    }
+}
+
+/// One slot's count of requests in flight (see [`SlotControl::counter`]).
+pub trait RequestCounter: Send + Sync + 'static {
+    fn started(&self);
+    fn finished(&self);
 }
 
 /// `ensure_ready` for a control that sees only the published routes and statuses (Kubernetes):
@@ -70,26 +83,46 @@ pub async fn ready_from_views(
 }
 
 /// Marks a request in flight for as long as it lives, response body included.
-pub struct InFlight {
-    control: std::sync::Arc<dyn SlotControl>,
-    slot: std::sync::Arc<SlotName>,
+pub struct InFlight(Counted);
+
+enum Counted {
+    On(Arc<dyn RequestCounter>),
+    Through {
+        control: Arc<dyn SlotControl>,
+        slot: Arc<SlotName>,
+    },
 }
 
 impl InFlight {
-    /// `slot` is shared (the gateway's routing entry holds one per slot), so counting a
-    /// request allocates nothing.
-    pub fn begin(
-        control: std::sync::Arc<dyn SlotControl>,
-        slot: impl Into<std::sync::Arc<SlotName>>,
-    ) -> Self {
+    /// Counted through `control`. `slot` is shared (the gateway's routing entry holds one per
+    /// slot), so counting a request allocates nothing.
+    pub fn begin(control: Arc<dyn SlotControl>, slot: impl Into<Arc<SlotName>>) -> Self {
         let slot = slot.into();
         control.request_started(&slot);
-        InFlight { control, slot }
+        InFlight(Counted::Through { control, slot })
+    }
+
+    /// Counted on `counter` when there is one, else through `control`.
+    pub fn on(
+        counter: Option<&Arc<dyn RequestCounter>>,
+        control: &Arc<dyn SlotControl>,
+        slot: &Arc<SlotName>,
+    ) -> Self {
+        match counter {
+            Some(c) => {
+                c.started();
+                InFlight(Counted::On(c.clone()))
+            }
+            None => Self::begin(control.clone(), slot.clone()),
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.control.request_finished(&self.slot);
+        match &self.0 {
+            Counted::On(c) => c.finished(),
+            Counted::Through { control, slot } => control.request_finished(slot),
+        }
     }
 }

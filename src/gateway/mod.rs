@@ -53,7 +53,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use auth::KeySet;
-pub use control::{SlotControl, ready_from_views};
+pub use control::{RequestCounter, SlotControl, ready_from_views};
 pub use errors::OpenAiError;
 pub use metrics::Metrics;
 
@@ -108,14 +108,14 @@ impl GatewayState {
         GatewayState(Arc::new(Shared {
             routes,
             statuses,
-            control,
+            control: control.clone(),
             load_timeout,
             max_wait: Duration::from_secs(crate::model::DEFAULT_MAX_WAIT_SECS),
             max_body_bytes: 64 << 20,
             max_queue: 64,
             queues: Arc::default(),
             keys: watch::channel(Arc::new(KeySet::default())).1,
-            targets: Arc::new(targets::Cache::new(metrics.clone())),
+            targets: Arc::new(targets::Cache::new(metrics.clone(), control.clone())),
             metrics,
             cut: watch::channel(false).1,
         }))

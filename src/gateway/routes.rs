@@ -150,7 +150,7 @@ where
     let slot = &entry.route.slot;
     let in_flight = view
         .accepts(slot)
-        .then(|| InFlight::begin(state.control.clone(), entry.slot.clone()))
+        .then(|| InFlight::on(entry.counter.as_ref(), &state.control, &entry.slot))
         .filter(|_| view.accepts(slot));
     let Some(in_flight) = in_flight else {
         let ticket = QueueTicket::join(state, slot)?;

@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderName, HeaderValue, Uri, header};
 
+use super::control::{RequestCounter, SlotControl};
 use super::metrics::{Metrics, SlotMetrics};
 use crate::http_client::{Pool, Settings};
 use crate::model::{Role, Route, RoutingTable, SlotName, Target, UpstreamAuth};
@@ -115,6 +116,8 @@ pub struct SlotEntry {
     pub slot: Arc<SlotName>,
     pub upstream: Arc<Upstream>,
     pub metrics: Arc<SlotMetrics>,
+    /// The slot's request counter, when the control keeps one.
+    pub counter: Option<Arc<dyn RequestCounter>>,
 }
 
 /// A [`RoutingTable`] with every slot's entry prebuilt.
@@ -127,7 +130,12 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    fn build(source: Arc<RoutingTable>, old: Option<&Prepared>, metrics: &Arc<Metrics>) -> Self {
+    fn build(
+        source: Arc<RoutingTable>,
+        old: Option<&Prepared>,
+        metrics: &Arc<Metrics>,
+        control: &Arc<dyn SlotControl>,
+    ) -> Self {
         let mut slots = HashMap::with_capacity(source.routes.len());
         for (name, route) in &source.routes {
             let kept = old.and_then(|o| o.slots.get(name));
@@ -148,6 +156,7 @@ impl Prepared {
                     slot: Arc::new(name.clone()),
                     upstream,
                     metrics: slot_metrics,
+                    counter: control.counter(name),
                 }),
             );
         }
@@ -191,14 +200,16 @@ impl Prepared {
 pub struct Cache {
     current: RwLock<Arc<Prepared>>,
     metrics: Arc<Metrics>,
+    control: Arc<dyn SlotControl>,
 }
 
 impl Cache {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        let empty = Prepared::build(Arc::new(RoutingTable::default()), None, &metrics);
+    pub fn new(metrics: Arc<Metrics>, control: Arc<dyn SlotControl>) -> Self {
+        let empty = Prepared::build(Arc::new(RoutingTable::default()), None, &metrics, &control);
         Cache {
             current: RwLock::new(Arc::new(empty)),
             metrics,
+            control,
         }
     }
 
@@ -212,7 +223,12 @@ impl Cache {
         }
         let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
         if !Arc::ptr_eq(&cur.source, table) {
-            *cur = Arc::new(Prepared::build(table.clone(), Some(&cur), &self.metrics));
+            *cur = Arc::new(Prepared::build(
+                table.clone(),
+                Some(&cur),
+                &self.metrics,
+                &self.control,
+            ));
         }
         cur.clone()
     }
