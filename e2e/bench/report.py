@@ -54,7 +54,8 @@ def main(path):
         if x is None or who == "direct" or not r["r"]["requests"]:
             return None
         secs = r["r"]["duration_us"] / 1e6
-        return x["wait_ns"] / 1000 / r["r"]["requests"], x["preempted"] / secs
+        return (x["wait_ns"] / 1000 / r["r"]["requests"], x["preempted"] / secs,
+                x["wait_ns"] / 1000 / max(1, x["preempted"]), x.get("slept", 0) / secs)
 
     def rps(r):
         return r["r"]["requests"] / r["r"]["duration_us"] * 1e6
@@ -64,7 +65,8 @@ def main(path):
         p(f"### {c} concurrent connection{'s' if c > 1 else ''}: small JSON POST")
         p("")
         p("| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | upstream CPU µs/req "
-          "| proxy run-queue wait µs/req | proxy preemptions/s | errors | load avg (1m) before runs |")
+          "| proxy run-queue wait µs/req (µs per preemption) | proxy preemptions / sleeps per s "
+          "| errors | load avg (1m) before runs |")
         p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         summary = {}
         for t in TARGETS:
@@ -80,8 +82,8 @@ def main(path):
             pcpu = "—" if t == "direct" else f"{med([cpu_us(r, t) for r in rs]):.0f}"
             ucpu = f"{med([cpu_us(r, 'upstream') for r in rs]):.0f}"
             sch = [x for x in (sched(r, t) for r in rs) if x is not None]
-            wait = f"{med([x[0] for x in sch]):.1f}" if sch else "—"
-            pre = f"{med([x[1] for x in sch]):,.0f}" if sch else "—"
+            wait = f"{med([x[0] for x in sch]):.1f} ({med([x[2] for x in sch]):.0f})" if sch else "—"
+            pre = f"{med([x[1] for x in sch]):,.0f} / {med([x[3] for x in sch]):,.0f}" if sch else "—"
             p(f"| {t} | {med(v):,.0f} [{min(v):,.0f}–{max(v):,.0f}] | {med(p50):.3f} | "
               f"{med(p99):.3f} [{min(p99):.3f}–{max(p99):.3f}] | {pcpu} | {ucpu} | {wait} | {pre} "
               f"| {errs} | {loads} |")

@@ -231,18 +231,19 @@ cpu_ticks() { # utime+stime of the given pids (and their threads), in clock tick
     for p in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
     echo "$total"
 }
-sched() { # run-queue wait (ns) and preemptions of the given pids' threads: "wait preempted"
-    local p wait=0 pre=0 w n
+sched() { # of the given pids' threads: "run-queue-wait-ns preemptions sleeps"
+    local p wait=0 pre=0 vol=0 w n v
     for p in "$@"; do
         w=$(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}')
         n=$(cat /proc/"$p"/task/*/status 2>/dev/null | awk '$1 == "nonvoluntary_ctxt_switches:" {s += $2} END {printf "%.0f\n", s}')
-        wait=$((wait + w)) pre=$((pre + n))
+        v=$(cat /proc/"$p"/task/*/status 2>/dev/null | awk '$1 == "voluntary_ctxt_switches:" {s += $2} END {printf "%.0f\n", s}')
+        wait=$((wait + w)) pre=$((pre + n)) vol=$((vol + v))
     done
-    echo "$wait $pre"
+    echo "$wait $pre $vol"
 }
-sched_json() { # before-sample after-sample → {"wait_ns":…,"preempted":…}
+sched_json() { # before-sample after-sample → {"wait_ns":…,"preempted":…,"slept":…}
     local a=($1) b=($2)
-    echo "{\"wait_ns\":$((b[0] - a[0])),\"preempted\":$((b[1] - a[1]))}"
+    echo "{\"wait_ns\":$((b[0] - a[0])),\"preempted\":$((b[1] - a[1])),\"slept\":$((b[2] - a[2]))}"
 }
 NGINX_PIDS() { echo "$(cat "$WORK/nginx.pid") $(pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ')"; }
 run_wrk() { # round target concurrency
