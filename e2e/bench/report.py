@@ -55,7 +55,7 @@ def main(path):
             return None
         secs = r["r"]["duration_us"] / 1e6
         return (x["wait_ns"] / 1000 / r["r"]["requests"], x["preempted"] / secs,
-                x["wait_ns"] / 1000 / max(1, x["preempted"]), x.get("slept", 0) / secs)
+                x["wait_ns"] / 1000 / max(1, x["preempted"] + x.get("slept", 0)), x.get("slept", 0) / secs)
 
     def rps(r):
         return r["r"]["requests"] / r["r"]["duration_us"] * 1e6
@@ -65,7 +65,7 @@ def main(path):
         p(f"### {c} concurrent connection{'s' if c > 1 else ''}: small JSON POST")
         p("")
         p("| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | upstream CPU µs/req "
-          "| proxy run-queue wait µs/req (µs per preemption) | proxy preemptions / sleeps per s "
+          "| proxy run-queue wait µs/req (µs per switch) | proxy preemptions / sleeps per s "
           "| errors | load avg (1m) before runs |")
         p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         summary = {}

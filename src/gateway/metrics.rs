@@ -15,6 +15,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+use super::latency::Latency;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -56,15 +58,22 @@ fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.5, 15))
 }
 
+/// The same buckets, for what every request records (no lock: see [`Latency`]).
+fn seconds_latency() -> Latency {
+    Latency::new(exponential_buckets(0.001, 2.5, 15))
+}
+
+type Latencies<L> = Family<L, Latency, fn() -> Latency>;
+
 /// Every hal0 metric.
 pub struct Metrics {
     registry: Registry,
     state: Family<StateLabels, Gauge>,
     loads: Family<SlotLabel, Counter>,
     load_duration: Family<SlotLabel, Histogram>,
-    queue_wait: Family<SlotLabel, Histogram>,
+    queue_wait: Latencies<SlotLabel>,
     requests: Family<RequestLabels, Counter>,
-    ttfb: Family<SlotLabel, Histogram>,
+    ttfb: Latencies<SlotLabel>,
     upstream_errors: Family<SlotLabel, Counter>,
     evictions: Family<SlotLabel, Counter>,
     restarts: Family<SlotLabel, Counter>,
@@ -89,13 +98,9 @@ impl Metrics {
         let load_duration = Family::<SlotLabel, Histogram>::new_with_constructor(
             seconds_histogram as fn() -> Histogram,
         );
-        let queue_wait = Family::<SlotLabel, Histogram>::new_with_constructor(
-            seconds_histogram as fn() -> Histogram,
-        );
+        let queue_wait = Latencies::<SlotLabel>::new_with_constructor(seconds_latency);
         let requests = Family::<RequestLabels, Counter>::default();
-        let ttfb = Family::<SlotLabel, Histogram>::new_with_constructor(
-            seconds_histogram as fn() -> Histogram,
-        );
+        let ttfb = Latencies::<SlotLabel>::new_with_constructor(seconds_latency);
         let upstream_errors = Family::<SlotLabel, Counter>::default();
         let evictions = Family::<SlotLabel, Counter>::default();
         let restarts = Family::<SlotLabel, Counter>::default();
@@ -194,15 +199,11 @@ impl Metrics {
     }
 
     pub fn ttfb(&self, slot: &str, d: Duration) {
-        self.ttfb
-            .get_or_create(&Self::slot(slot))
-            .observe(d.as_secs_f64());
+        self.ttfb.get_or_create(&Self::slot(slot)).observe(d);
     }
 
     pub fn queue_wait(&self, slot: &str, d: Duration) {
-        self.queue_wait
-            .get_or_create(&Self::slot(slot))
-            .observe(d.as_secs_f64());
+        self.queue_wait.get_or_create(&Self::slot(slot)).observe(d);
     }
 
     pub fn upstream_error(&self, slot: &str) {
@@ -344,8 +345,8 @@ impl Endpoint {
 pub struct SlotMetrics {
     metrics: Arc<Metrics>,
     label: SlotLabel,
-    ttfb: OnceLock<Histogram>,
-    queue_wait: OnceLock<Histogram>,
+    ttfb: OnceLock<Latency>,
+    queue_wait: OnceLock<Latency>,
     upstream_errors: OnceLock<Counter>,
     /// `requests{status="200"}` per endpoint, the common case; other statuses are looked up.
     ok: [OnceLock<Counter>; ENDPOINTS.len()],
@@ -375,13 +376,13 @@ impl SlotMetrics {
     pub fn ttfb(&self, d: Duration) {
         self.ttfb
             .get_or_init(|| self.metrics.ttfb.get_or_create(&self.label).clone())
-            .observe(d.as_secs_f64());
+            .observe(d);
     }
 
     pub fn queue_wait(&self, d: Duration) {
         self.queue_wait
             .get_or_init(|| self.metrics.queue_wait.get_or_create(&self.label).clone())
-            .observe(d.as_secs_f64());
+            .observe(d);
     }
 
     pub fn upstream_error(&self) {

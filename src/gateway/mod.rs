@@ -11,6 +11,7 @@
 //! - `json_scan` one checking pass over a JSON body finding top-level members, allocation-free
 //! - `listen`   serving connections: cap, header/body/idle timeouts, accept backoff, drain
 //! - `workers`  one single-threaded runtime per core serving the connections handed to it
+//! - `latency`  a lock-free histogram of durations (time to first byte, queue wait)
 //! - `metrics`  /metrics in Prometheus text: per-slot state, loads, queue wait, requests, TTFB
 //! - `models`   GET /v1/models, /v1/models/{id}
 //! - `stream`   streaming requests that wait for a load: SSE keep-alives, then the stream
@@ -29,6 +30,7 @@ mod control;
 mod errors;
 mod front;
 mod json_scan;
+mod latency;
 pub mod listen;
 mod metrics;
 mod models;
