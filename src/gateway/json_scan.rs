@@ -211,28 +211,19 @@ impl<'a> Scanner<'a> {
             // A value is expected here.
             self.ws();
             match self.peek() {
-                Some(b'{') => {
+                Some(c @ (b'{' | b'[')) => {
+                    let object = c == b'{';
                     self.i += 1;
                     self.ws();
-                    if self.peek() == Some(b'}') {
+                    if self.peek() == Some(if object { b'}' } else { b']' }) {
                         // Empty, but as deep as any other.
                         open.room()?;
                         self.i += 1;
                     } else {
-                        open.push(true)?;
-                        self.member_key()?;
-                        continue;
-                    }
-                }
-                Some(b'[') => {
-                    self.i += 1;
-                    self.ws();
-                    if self.peek() == Some(b']') {
-                        // Empty, but as deep as any other.
-                        open.room()?;
-                        self.i += 1;
-                    } else {
-                        open.push(false)?;
+                        open.push(object)?;
+                        if object {
+                            self.member_key()?;
+                        }
                         continue;
                     }
                 }
