@@ -79,13 +79,10 @@ impl SlotCounter {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Entry {
-    /// `None` until something counts on it.
-    counter: Option<Arc<SlotCounter>>,
+    counter: Arc<SlotCounter>,
     waiting: Vec<Instant>,
-    /// Whether it was watched (for slots with no counter yet; new ones are).
-    watched: Option<bool>,
     last_waiting: Option<Instant>,
 }
 
@@ -107,21 +104,25 @@ impl Default for ActivityTracker {
 }
 
 impl ActivityTracker {
-    /// `slot`'s counter (made on first use; a slot the controller has not seen is watched).
+    /// `slot`'s entry, made on first use (a slot the controller has not seen is watched).
+    fn entry<'m>(&self, m: &'m mut HashMap<SlotName, Entry>, slot: &SlotName) -> &'m mut Entry {
+        m.entry(slot.clone()).or_insert_with(|| Entry {
+            counter: Arc::new(SlotCounter {
+                in_flight: AtomicU32::new(0),
+                last: AtomicU64::new(0),
+                watched: AtomicBool::new(true),
+                base: self.base,
+                changed: self.changed.clone(),
+            }),
+            waiting: Vec::new(),
+            last_waiting: None,
+        })
+    }
+
+    /// `slot`'s counter.
     pub fn counter(&self, slot: &SlotName) -> Arc<SlotCounter> {
         let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let e = m.entry(slot.clone()).or_default();
-        e.counter
-            .get_or_insert_with(|| {
-                Arc::new(SlotCounter {
-                    in_flight: AtomicU32::new(0),
-                    last: AtomicU64::new(0),
-                    watched: AtomicBool::new(e.watched.unwrap_or(true)),
-                    base: self.base,
-                    changed: self.changed.clone(),
-                })
-            })
-            .clone()
+        self.entry(&mut m, slot).counter.clone()
     }
 
     pub fn started(&self, slot: &SlotName) {
@@ -131,7 +132,7 @@ impl ActivityTracker {
     pub fn finished(&self, slot: &SlotName) {
         let counter = {
             let m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            m.get(slot).and_then(|e| e.counter.clone())
+            m.get(slot).map(|e| e.counter.clone())
         };
         if let Some(c) = counter {
             c.finished();
@@ -142,7 +143,7 @@ impl ActivityTracker {
     pub fn waiting(&self, slot: &SlotName, since: Instant) {
         {
             let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            let e = m.entry(slot.clone()).or_default();
+            let e = self.entry(&mut m, slot);
             e.waiting.push(since);
             e.last_waiting = Some(e.last_waiting.map_or(since, |l| l.max(since)));
         }
@@ -165,13 +166,9 @@ impl ActivityTracker {
 
     /// Sets which slots the controller wants to hear about.
     pub fn watch_only(&self, watched: impl Fn(&SlotName) -> bool) {
-        let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        for (slot, e) in m.iter_mut() {
-            let w = watched(slot);
-            e.watched = Some(w);
-            if let Some(c) = &e.counter {
-                c.watched.store(w, SeqCst);
-            }
+        let m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for (slot, e) in m.iter() {
+            e.counter.watched.store(watched(slot), SeqCst);
         }
     }
 
@@ -180,15 +177,14 @@ impl ActivityTracker {
         let m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         m.iter()
             .filter_map(|(slot, e)| {
-                let counted = e.counter.as_ref().and_then(|c| c.last());
-                let last = match (counted, e.last_waiting) {
+                let last = match (e.counter.last(), e.last_waiting) {
                     (Some(a), Some(b)) => a.max(b),
                     (a, b) => a.or(b)?,
                 };
                 let activity = Activity {
-                    in_flight: e.counter.as_ref().map_or(0, |c| c.in_flight.load(SeqCst)),
+                    in_flight: e.counter.in_flight.load(SeqCst),
                     last,
-                    watched: e.watched.unwrap_or(true),
+                    watched: e.counter.watched.load(SeqCst),
                     waiting: e.waiting.clone(),
                 };
                 Some((slot.clone(), activity))

@@ -4,9 +4,10 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use bytes::Bytes;
+
 use super::OpenAiError;
 use super::json_scan::{self, JsonError};
-use bytes::Bytes;
 
 /// What the gateway needs to know about a request body, read in one pass over it without
 /// copying: `model` borrows from the body unless it has escapes.

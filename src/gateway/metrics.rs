@@ -15,10 +15,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-
-use super::latency::Latency;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+
+use super::latency::Latency;
 
 use super::GatewayState;
 use crate::model::{Phase, SlotName, SlotStatus};
@@ -53,14 +53,18 @@ const PHASES: [Phase; 9] = [
     Phase::CrashLoop,
 ];
 
-fn seconds_histogram() -> Histogram {
-    // 1 ms .. ~4.6 min
-    Histogram::new(exponential_buckets(0.001, 2.5, 15))
+/// The bounds of every duration histogram: 1 ms .. ~4.6 min.
+fn seconds_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.001, 2.5, 15)
 }
 
-/// The same buckets, for what every request records (no lock: see [`Latency`]).
+fn seconds_histogram() -> Histogram {
+    Histogram::new(seconds_buckets())
+}
+
+/// For what every request records (no lock: see [`Latency`]).
 fn seconds_latency() -> Latency {
-    Latency::new(exponential_buckets(0.001, 2.5, 15))
+    Latency::new(seconds_buckets())
 }
 
 type Latencies<L> = Family<L, Latency, fn() -> Latency>;

@@ -30,12 +30,6 @@ impl ReplyBody {
     }
 }
 
-impl From<axum::body::Body> for ReplyBody {
-    fn from(b: axum::body::Body) -> Self {
-        ReplyBody::Other(b)
-    }
-}
-
 /// axum's response as a [`Reply`].
 pub fn of(resp: axum::response::Response) -> Reply {
     resp.map(ReplyBody::Other)
