@@ -94,15 +94,8 @@ enum Counted {
 }
 
 impl InFlight {
-    /// Counted through `control`. `slot` is shared (the gateway's routing entry holds one per
-    /// slot), so counting a request allocates nothing.
-    pub fn begin(control: Arc<dyn SlotControl>, slot: impl Into<Arc<SlotName>>) -> Self {
-        let slot = slot.into();
-        control.request_started(&slot);
-        InFlight(Counted::Through { control, slot })
-    }
-
-    /// Counted on `counter` when there is one, else through `control`.
+    /// Counted on `counter` when there is one, else through `control`. `slot` is shared (the
+    /// gateway's routing entry holds one per slot): counting a request allocates nothing.
     pub fn on(
         counter: Option<&Arc<dyn RequestCounter>>,
         control: &Arc<dyn SlotControl>,
@@ -113,7 +106,13 @@ impl InFlight {
                 c.started();
                 InFlight(Counted::On(c.clone()))
             }
-            None => Self::begin(control.clone(), slot.clone()),
+            None => {
+                control.request_started(slot);
+                InFlight(Counted::Through {
+                    control: control.clone(),
+                    slot: slot.clone(),
+                })
+            }
         }
     }
 }

@@ -179,7 +179,7 @@ async fn after_wait(
     started: Instant,
 ) -> Result<Reply, OpenAiError> {
     let waited = Instant::now();
-    let (in_flight, target) = wake::admitted(state, &entry.route.slot, ticket).await?;
+    let (in_flight, target) = wake::admitted(state, &entry, ticket).await?;
     entry.metrics.queue_wait(waited.elapsed());
     let entry = current_entry(state, entry, &target)?;
     send(&entry, upstream, in_flight, started).await

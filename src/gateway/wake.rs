@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::control::InFlight;
 use super::queue::QueueTicket;
+use super::targets::SlotEntry;
 use super::{GatewayState, OpenAiError};
 use crate::model::{LoadError, Phase, SlotName, Target};
 
@@ -27,14 +28,15 @@ pub fn accepts(state: &GatewayState, slot: &SlotName) -> bool {
 /// request in flight and gives the place in the queue back. Returns where to send it.
 pub async fn admitted(
     state: &GatewayState,
-    slot: &SlotName,
+    entry: &SlotEntry,
     ticket: QueueTicket,
 ) -> Result<(InFlight, Target), OpenAiError> {
+    let slot = &entry.route.slot;
     loop {
         let target = until_serving(state, slot).await?;
         // In flight before the second look, as in `routes::handle`: a drain that started
         // meanwhile sends the request back to the queue.
-        let in_flight = InFlight::begin(state.control.clone(), slot.clone());
+        let in_flight = InFlight::on(entry.counter.as_ref(), &state.control, &entry.slot);
         if accepts(state, slot) {
             drop(ticket);
             return Ok((in_flight, target));
