@@ -36,6 +36,9 @@ def main(path):
          f"hal0 built from {machine['git']} ({machine['dirty_src_files']} uncommitted files under "
          f"src/ or Cargo.toml in the tree); ")
       + (f"hal0 environment: {machine['hal0_env']}; " if machine.get("hal0_env") else "")
+      + (f"scheduling groups: {machine['sched_groups']}; " if machine.get("sched_groups") else
+         "scheduling groups not recorded (before round 5 nginx ran daemonized, in a session and "
+         "so an autogroup of its own); ")
       + f"load at start {' '.join(machine['load_at_start'])}.")
     p(f"wrk runs of {machine['duration_s']} s, {machine['rounds']} rounds, medians over rounds "
       f"(range in brackets).")

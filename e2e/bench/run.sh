@@ -169,7 +169,11 @@ sed -e "s#@DIR@#$WORK#g" -e "s#@SLOT_PORT@#$SLOT_PORT#g" -e "s#@NGINX_PORT@#$NGI
     "$BENCH/nginx.conf.in" >"$WORK/nginx.conf"
 mkdir -p "$WORK"/{client_body,proxy,fastcgi,uwsgi,scgi}
 log "starting nginx on :$NGINX_PORT"
-"$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
+# In the foreground of a background job, like hal0: a daemonizing nginx calls setsid(), and a
+# new session is a scheduling group of its own (autogroup), which would give nginx's workers
+# half the CPUs against wrk, the upstream and everything else together whenever they contend,
+# while hal0 shares one group with them. Same session, same treatment.
+"$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" -g 'daemon off;' </dev/null &
 for _ in $(seq 50); do
     curl -fsS -m 2 -H 'content-type: application/json' -d "$CHAT" \
         "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" >/dev/null 2>&1 && break
@@ -201,9 +205,19 @@ rss_record() { # phase
 }
 
 # --- machine ----------------------------------------------------------------------------------
+# Which scheduling group (autogroup: one per session) each party runs in; the comparison is
+# only fair when the proxies share theirs with the same neighbours.
+sched_groups() {
+    local p who out=""
+    for who in "bench:$$" "hal0:$HAL0_PID" "upstream:$UP_PID" "nginx:$(cat "$WORK/nginx.pid")"; do
+        p=${who#*:}
+        out+="${who%%:*} $(awk '{print $1}' "/proc/$p/autogroup" 2>/dev/null || echo none); "
+    done
+    echo "${out%; }"
+}
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD)
 GIT_DIRTY=$(git -C "$ROOT" status --porcelain -- src Cargo.toml | wc -l)
-record "$(python3 - "$DURATION" "$ROUNDS" "$SSE_CHUNKS" "$SSE_INTERVAL_MS" "$HOLD_STREAMS" "$GIT_REV" "$GIT_DIRTY" "$($NGINX -v 2>&1)" "$(wrk -v 2>&1 | head -1)" "${HAL0_BIN:-}" "${HAL0_ENV:-}" "${HAL0_SERVER:-}" <<'EOF'
+record "$(python3 - "$DURATION" "$ROUNDS" "$SSE_CHUNKS" "$SSE_INTERVAL_MS" "$HOLD_STREAMS" "$GIT_REV" "$GIT_DIRTY" "$($NGINX -v 2>&1)" "$(wrk -v 2>&1 | head -1)" "${HAL0_BIN:-}" "${HAL0_ENV:-}" "${HAL0_SERVER:-}" "$(sched_groups)" <<'EOF'
 import json, os, platform, sys
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
@@ -211,7 +225,7 @@ a = sys.argv[1:]
 print(json.dumps({"kind": "machine", "cpus": os.cpu_count(), "cpu": cpu, "mem_mib": mem,
     "kernel": platform.release(), "duration_s": int(a[0]), "rounds": int(a[1]),
     "sse_chunks": int(a[2]), "sse_interval_ms": int(a[3]), "hold_streams": int(a[4]),
-    "git": a[5], "dirty_src_files": int(a[6]), "nginx": a[7], "wrk": a[8], "hal0_bin": a[9], "hal0_env": a[10], "hal0_server": a[11],
+    "git": a[5], "dirty_src_files": int(a[6]), "nginx": a[7], "wrk": a[8], "hal0_bin": a[9], "hal0_env": a[10], "hal0_server": a[11], "sched_groups": a[12],
     "load_at_start": open("/proc/loadavg").read().split()[:3]}))
 EOF
 )"
