@@ -1,11 +1,13 @@
 //! The gateway's `SlotControl` in a cluster: a wake scales the Slot to one (the controller then
 //! brings its pod up and marks it ready), and request activity is written to the Slot's
 //! `status.lastActivity` at most once per [`WRITE_EVERY`] per Slot, never once per request, so
-//! the API server does not feel the request rate. One task owns the bookkeeping; the trait's
-//! sync methods only send it messages.
+//! the API server does not feel the request rate. One task owns the bookkeeping: wakes reach it
+//! as messages; requests are counted on a [`ActivityCounter`] per Slot (atomics the gateway holds
+//! and counts on directly, with no lock and no allocation), which the task reads once a tick.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -18,7 +20,7 @@ use tokio::time::Instant;
 
 use super::names;
 use crate::core::StatusMap;
-use crate::gateway::{SlotControl, ready_from_views};
+use crate::gateway::{RequestCounter, SlotControl, ready_from_views};
 use crate::kube::crd::Slot;
 use crate::model::{LoadError, RoutingTable, SlotName, Target};
 
@@ -105,16 +107,15 @@ struct Entry {
 }
 
 impl Throttle {
-    pub fn started(&mut self, slot: &SlotName) {
-        let e = self.slots.entry(slot.clone()).or_default();
-        e.in_flight += 1;
-        e.dirty = true;
-    }
-
-    pub fn finished(&mut self, slot: &SlotName) {
-        let e = self.slots.entry(slot.clone()).or_default();
-        e.in_flight = e.in_flight.saturating_sub(1);
-        e.dirty = true;
+    /// What a look at the Slot's counter found: `in_flight` requests now, and whether any
+    /// started or finished since the last look (`used`).
+    pub fn observe(&mut self, slot: &SlotName, in_flight: u32, used: bool) {
+        let e = match self.slots.get_mut(slot) {
+            Some(e) => e,
+            None => self.slots.entry(slot.clone()).or_default(),
+        };
+        e.in_flight = in_flight;
+        e.dirty |= used;
     }
 
     /// Whether a wake is sent now (`None` within [`REWAKE_AFTER`] of the last one), and
@@ -158,16 +159,47 @@ impl Throttle {
     }
 }
 
-enum Msg {
-    Wake(SlotName),
-    Started(SlotName),
-    Finished(SlotName),
+/// One Slot's requests: counted by the gateway, read by the bookkeeping task each tick.
+#[derive(Debug, Default)]
+pub struct ActivityCounter {
+    in_flight: AtomicU32,
+    /// A request started or finished since the task last looked.
+    used: AtomicBool,
 }
+
+impl ActivityCounter {
+    /// The requests in flight, and whether any started or finished since the last look
+    /// (which this resets).
+    pub fn look(&self) -> (u32, bool) {
+        let used = self.used.swap(false, Ordering::Relaxed);
+        (self.in_flight.load(Ordering::Relaxed), used)
+    }
+}
+
+impl RequestCounter for ActivityCounter {
+    fn started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.used.store(true, Ordering::Relaxed);
+    }
+
+    fn finished(&self) {
+        // Never below zero (a finish without a start is a bug elsewhere, not a wrap-around).
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.used.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The Slots' counters, created on first use.
+type Counters = Arc<Mutex<HashMap<SlotName, Arc<ActivityCounter>>>>;
 
 /// The gateway's handle. Cheap to clone; the task stops when every handle is dropped.
 #[derive(Clone)]
 pub struct KubeSlotControl {
-    tx: mpsc::UnboundedSender<Msg>,
+    /// Wakes, to the task.
+    tx: mpsc::UnboundedSender<SlotName>,
+    counters: Counters,
     /// The published views, which say when a woken Slot serves.
     routes: watch::Receiver<Arc<RoutingTable>>,
     statuses: watch::Receiver<Arc<StatusMap>>,
@@ -183,9 +215,11 @@ impl KubeSlotControl {
         statuses: watch::Receiver<Arc<StatusMap>>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx, writer, clock));
+        let counters = Counters::default();
+        tokio::spawn(run(rx, counters.clone(), writer, clock));
         KubeSlotControl {
             tx,
+            counters,
             routes,
             statuses,
         }
@@ -193,8 +227,21 @@ impl KubeSlotControl {
 
     /// Scales the Slot up (throttled: not again within [`REWAKE_AFTER`]).
     pub fn wake(&self, slot: &SlotName) {
-        let _ = self.tx.send(Msg::Wake(slot.clone()));
+        let _ = self.tx.send(slot.clone());
     }
+
+    /// The Slot's counter (made on first use; kept while this control lives).
+    pub fn slot_counter(&self, slot: &SlotName) -> Arc<ActivityCounter> {
+        let mut counters = lock(&self.counters);
+        if let Some(c) = counters.get(slot) {
+            return c.clone();
+        }
+        counters.entry(slot.clone()).or_default().clone()
+    }
+}
+
+fn lock(counters: &Counters) -> std::sync::MutexGuard<'_, HashMap<SlotName, Arc<ActivityCounter>>> {
+    counters.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SlotControl for KubeSlotControl {
@@ -209,11 +256,15 @@ impl SlotControl for KubeSlotControl {
     }
 
     fn request_started(&self, slot: &SlotName) {
-        let _ = self.tx.send(Msg::Started(slot.clone()));
+        self.slot_counter(slot).started();
     }
 
     fn request_finished(&self, slot: &SlotName) {
-        let _ = self.tx.send(Msg::Finished(slot.clone()));
+        self.slot_counter(slot).finished();
+    }
+
+    fn counter(&self, slot: &SlotName) -> Option<Arc<dyn RequestCounter>> {
+        Some(self.slot_counter(slot))
     }
 }
 
@@ -227,7 +278,8 @@ fn write_activity(writer: &Arc<dyn SlotWriter>, slot: SlotName, at: Timestamp) {
 }
 
 async fn run(
-    mut rx: mpsc::UnboundedReceiver<Msg>,
+    mut rx: mpsc::UnboundedReceiver<SlotName>,
+    counters: Counters,
     writer: Arc<dyn SlotWriter>,
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
 ) {
@@ -236,11 +288,12 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            // Wakes first: a wake's activity write then comes before a tick's, and the
+            // requests that followed the wake are written one window later.
+            biased;
             msg = rx.recv() => match msg {
                 None => return,
-                Some(Msg::Started(slot)) => throttle.started(&slot),
-                Some(Msg::Finished(slot)) => throttle.finished(&slot),
-                Some(Msg::Wake(slot)) => {
+                Some(slot) => {
                     if let Some(writes) = throttle.wake(&slot, Instant::now()) {
                         // Activity first, then the scale: the controller never sees the Slot
                         // at one replica with an old lastActivity (it would idle it right
@@ -262,6 +315,10 @@ async fn run(
                 }
             },
             _ = tick.tick() => {
+                for (slot, counter) in lock(&counters).iter() {
+                    let (in_flight, used) = counter.look();
+                    throttle.observe(slot, in_flight, used);
+                }
                 for slot in throttle.due(Instant::now()) {
                     write_activity(&writer, slot, clock());
                 }

@@ -20,14 +20,12 @@ fn n(s: &str) -> SlotName {
 fn activity_is_written_once_per_window_however_many_requests() {
     let t0 = Instant::now();
     let mut t = Throttle::default();
-    for _ in 0..100 {
-        t.started(&n("fast"));
-        t.finished(&n("fast"));
-    }
+    // However many requests came and went between two looks, the look says "used".
+    t.observe(&n("fast"), 0, true);
     assert_eq!(t.due(t0), vec![n("fast")]);
-    t.started(&n("fast"));
-    t.finished(&n("fast"));
+    t.observe(&n("fast"), 0, true);
     assert!(t.due(t0 + Duration::from_secs(29)).is_empty());
+    t.observe(&n("fast"), 0, false);
     assert_eq!(t.due(t0 + Duration::from_secs(30)), vec![n("fast")]);
     assert!(
         t.due(t0 + Duration::from_secs(90)).is_empty(),
@@ -39,11 +37,17 @@ fn activity_is_written_once_per_window_however_many_requests() {
 fn a_long_request_keeps_the_slot_active() {
     let t0 = Instant::now();
     let mut t = Throttle::default();
-    t.started(&n("fast"));
+    t.observe(&n("fast"), 1, true);
     assert_eq!(t.due(t0), vec![n("fast")]);
-    assert_eq!(t.due(t0 + Duration::from_secs(30)), vec![n("fast")]);
-    t.finished(&n("fast"));
+    t.observe(&n("fast"), 1, false);
+    assert_eq!(
+        t.due(t0 + Duration::from_secs(30)),
+        vec![n("fast")],
+        "in flight, though nothing started or ended"
+    );
+    t.observe(&n("fast"), 0, true);
     assert_eq!(t.due(t0 + Duration::from_secs(60)), vec![n("fast")]);
+    t.observe(&n("fast"), 0, false);
     assert!(t.due(t0 + Duration::from_secs(120)).is_empty());
 }
 
@@ -58,7 +62,7 @@ fn wakes_are_not_repeated_within_ten_seconds_and_write_activity_once() {
         Some(WakeWrites { activity: false }),
         "activity was written 11 s ago"
     );
-    t.started(&n("fast"));
+    t.observe(&n("fast"), 1, true);
     assert!(t.due(t0 + Duration::from_secs(20)).is_empty());
 }
 
@@ -103,10 +107,15 @@ async fn the_control_task_scales_once_and_throttles_activity() {
     let fast = n("fast");
     control.wake(&fast);
     control.wake(&fast);
+    // Counted as the gateway counts: on the counter it took once, and (a request that waited
+    // for the wake) through the trait.
+    let counter = control.counter(&fast).expect("a counter per Slot");
     for _ in 0..50 {
-        control.request_started(&fast);
-        control.request_finished(&fast);
+        counter.started();
+        counter.finished();
     }
+    control.request_started(&fast);
+    control.request_finished(&fast);
     tokio::time::sleep(Duration::from_secs(5)).await; // virtual time: lets the task run
     assert_eq!(calls(&rec), vec!["activity fast", "scale fast"]);
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -117,4 +126,28 @@ async fn the_control_task_scales_once_and_throttles_activity() {
     );
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(calls(&rec).len(), 3, "no requests: no writes");
+    // A request that stays open keeps the Slot active: written every window while it lasts.
+    counter.started();
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    assert_eq!(calls(&rec).len(), 6, "{:?}", calls(&rec));
+    counter.finished();
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(calls(&rec).len(), 7, "the end is activity too");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(calls(&rec).len(), 7, "then quiet");
+}
+
+#[test]
+fn a_counter_never_goes_below_zero_and_a_look_resets_used() {
+    use crate::gateway::RequestCounter;
+    let c = super::wake::ActivityCounter::default();
+    assert_eq!(c.look(), (0, false));
+    c.finished();
+    assert_eq!(c.look(), (0, true), "an end without a start counts nothing");
+    c.started();
+    c.started();
+    assert_eq!(c.look(), (2, true));
+    assert_eq!(c.look(), (2, false), "nothing since the last look");
+    c.finished();
+    assert_eq!(c.look(), (1, true));
 }
