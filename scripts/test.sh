@@ -75,6 +75,11 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     # shellcheck source=scripts/lib.sh
     (HAL0_LOG_TAG=test . scripts/lib.sh && apt_install systemd)
 fi
+if ! command -v openssl >/dev/null 2>&1; then
+    step "installing openssl for the https:// upstream test's certificates (tests/upstream_tls.rs)"
+    # shellcheck source=scripts/lib.sh
+    (HAL0_LOG_TAG=test . scripts/lib.sh && apt_install openssl)
+fi
 env | grep '^HAL0_' | sort >&2
 
 failed=()

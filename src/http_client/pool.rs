@@ -25,6 +25,14 @@ pub enum PoolError {
         origin: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error(
+        "the certificate of {origin} is not trusted: {source} (hal0 trusts the system's roots, \
+         or the CA certificates in the file SSL_CERT_FILE names)"
+    )]
+    Certificate {
+        origin: String,
+        source: rustls::Error,
+    },
     #[error("connecting to {origin} timed out")]
     ConnectTimeout { origin: String },
     #[error("HTTP handshake with {origin} failed: {source}")]
@@ -244,9 +252,15 @@ impl Pool {
             .map_err(|_| PoolError::ConnectTimeout {
                 origin: self.describe(),
             })?
-            .map_err(|source| PoolError::Connect {
-                origin: self.describe(),
-                source,
+            .map_err(|source| match certificate_error(source.as_ref()) {
+                Some(e) => PoolError::Certificate {
+                    origin: self.describe(),
+                    source: e.clone(),
+                },
+                None => PoolError::Connect {
+                    origin: self.describe(),
+                    source,
+                },
             })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
@@ -501,3 +515,22 @@ impl hyper::body::Body for PooledBody {
 #[cfg(test)]
 #[path = "pool_tests.rs"]
 mod tests;
+
+/// The TLS verification failure in `e`'s chain, if that is why a connection failed (rustls
+/// reports it inside an `io::Error`, possibly inside another, whose `source()` skips it).
+fn certificate_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(tls @ rustls::Error::InvalidCertificate(_)) = e.downcast_ref() {
+            return Some(tls);
+        }
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
