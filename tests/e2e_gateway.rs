@@ -318,43 +318,10 @@ async fn metrics_count_requests_loads_and_states() {
 }
 
 /// A fake provider started directly, as an external upstream.
-struct External {
-    child: std::process::Child,
-    port: u16,
-    /// Kept open: the provider logs to it.
-    _stderr: std::io::BufReader<std::process::ChildStderr>,
-}
-
-impl Drop for External {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn external() -> External {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(FAKE)
-        .args(["--port", "0", "--alias", "vendor-model"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut line = String::new();
-    let mut reader = std::io::BufReader::new(stderr);
-    reader.read_line(&mut line).unwrap();
-    let port = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    External {
-        child,
-        port,
-        _stderr: reader,
-    }
+fn external() -> support::ChildServer {
+    let mut cmd = std::process::Command::new(FAKE);
+    cmd.args(["--port", "0", "--alias", "vendor-model"]);
+    support::ChildServer::start(cmd)
 }
 
 #[tokio::test]

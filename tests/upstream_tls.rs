@@ -5,12 +5,11 @@
 
 mod support;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
-use support::Hal0;
+use support::{ChildServer, Hal0};
 
 const KEY: &str = "sk-tls-upstream-secret";
 
@@ -84,46 +83,15 @@ fn make_certificates(dir: &Path) {
 }
 
 /// The HTTPS upstream (tests/fixtures/tls/upstream.py), killed on drop.
-struct Upstream {
-    child: Child,
-    port: u16,
-    _stderr: std::io::BufReader<std::process::ChildStderr>,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_upstream(certs: &Path) -> Upstream {
+fn start_upstream(certs: &Path) -> ChildServer {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/upstream.py");
-    let mut child = Command::new("python3")
-        .arg(script)
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
         .arg(certs.join("server.pem"))
         .arg(certs.join("server.key"))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    // The script prints this line once it serves, or fails and closes stderr.
-    stderr
-        .read_line(&mut line)
-        .expect("read the upstream's stderr");
-    let port = line
-        .trim()
-        .strip_prefix("listening on 127.0.0.1:")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("the TLS upstream did not start: {line:?}"));
-    Upstream {
-        child,
-        port,
-        _stderr: stderr,
-    }
+        .stdout(Stdio::null());
+    ChildServer::start(cmd)
 }
 
 fn slot(port: u16) -> String {

@@ -83,6 +83,50 @@ pub fn cache_path(var: &str, rel: &str) -> PathBuf {
     p
 }
 
+/// A server run as a child process that says where it listens on its first stderr line
+/// (`… 127.0.0.1:<port> …`); killed when dropped.
+pub struct ChildServer {
+    child: Child,
+    pub port: u16,
+    /// Kept open: the server may log to it.
+    _stderr: std::io::BufReader<std::process::ChildStderr>,
+}
+
+impl ChildServer {
+    /// Spawns `cmd` with stderr piped and waits for its first line.
+    pub fn start(mut cmd: Command) -> ChildServer {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        // The server prints this line once it serves, or fails and closes stderr.
+        stderr
+            .read_line(&mut line)
+            .expect("read the server's stderr");
+        let port = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{cmd:?} did not start: {line:?}"));
+        ChildServer {
+            child,
+            port,
+            _stderr: stderr,
+        }
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `hal0 serve`.
 pub struct Hal0 {
     pub child: Option<Child>,
