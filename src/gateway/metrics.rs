@@ -18,9 +18,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use super::latency::Latency;
-
 use super::GatewayState;
+use super::latency::Latency;
 use crate::model::{Phase, SlotName, SlotStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

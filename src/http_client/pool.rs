@@ -512,10 +512,6 @@ impl hyper::body::Body for PooledBody {
     }
 }
 
-#[cfg(test)]
-#[path = "pool_tests.rs"]
-mod tests;
-
 /// The TLS verification failure in `e`'s chain, if that is why a connection failed (rustls
 /// reports it inside an `io::Error`, possibly inside another, whose `source()` skips it).
 fn certificate_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
@@ -534,3 +530,7 @@ fn certificate_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e
     }
     None
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;
